@@ -1,0 +1,214 @@
+//! The command line: clap definitions and dispatch. Handlers are thin: they
+//! resolve the target, call a capability module and print its result.
+
+mod local;
+mod partitions;
+mod target;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::load::FileFormat;
+use crate::{Error, Result};
+
+pub use target::Target;
+
+/// strata keeps a large, append-mostly PostgreSQL table (audit_logs) fast and
+/// cheap for years: partitions made ahead of time, the right indexes,
+/// maintenance that never stalls writers.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+pub struct Cli {
+    /// PostgreSQL to work on; without it strata uses (and starts) its local cluster.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Configuration file (default: strata.toml in the current directory, if present).
+    #[arg(long, env = "STRATA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the embedded local PostgreSQL cluster (data under .strata/ or STRATA_HOME).
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+    /// Apply strata's schema migrations (audit_logs and the strata metadata schema).
+    Migrate {
+        /// Show what would be applied without applying it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bulk-load generated rows (--rows) or an NDJSON/CSV file (--file) with COPY.
+    Load(LoadArgs),
+    /// Start the local cluster, migrate, load sample data and show what partitioning does.
+    Demo {
+        /// Rows to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Throw away existing rows and load again.
+        #[arg(long)]
+        reload: bool,
+    },
+    /// Plan, apply or list the partitions of a managed table.
+    Partitions {
+        #[command(subcommand)]
+        action: PartitionsAction,
+    },
+    /// Partition maintenance: create ahead (premake), move rows out of the default partition, retention.
+    Maintain(PlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalAction {
+    /// Initialize (first time) and start the cluster; waits until it accepts connections.
+    Start,
+    /// Stop the cluster.
+    Stop,
+    /// Say whether the cluster is running, and its URL.
+    Status,
+    /// Print the connection URL.
+    Url,
+    /// Stop the cluster and delete its data.
+    Destroy {
+        /// Required: the data is deleted for good.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Generate this many synthetic rows.
+    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    pub rows: Option<u64>,
+    /// First timestamp of generated rows (date or RFC 3339; default: the table's start).
+    #[arg(long, value_parser = parse_when)]
+    pub from: Option<DateTime<Utc>>,
+    /// Timestamp generated rows stay before (default: now).
+    #[arg(long, value_parser = parse_when)]
+    pub to: Option<DateTime<Utc>>,
+    /// Seed of the generator, for repeatable data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Load this NDJSON (.ndjson/.jsonl) or CSV (.csv, with a header) file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// File format, when the file name does not tell.
+    #[arg(long, value_enum)]
+    pub format: Option<FileFormat>,
+    /// Skip (and count) malformed lines instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Rows per COPY batch (each batch is one transaction).
+    #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_ROWS)]
+    pub batch_rows: usize,
+    /// Managed table to load into (default: the first configured table).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// After the load, time the server-side ceiling (INSERT ... SELECT generate_series of as many rows,
+    /// same table and indexes, rolled back) and print both rates.
+    #[arg(long, requires = "rows")]
+    pub compare: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionsAction {
+    /// Show what maintenance would do.
+    Plan {
+        #[command(flatten)]
+        args: PlanArgs,
+        /// Print the SQL of each step.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Do it (same as `strata maintain`).
+    Apply(PlanArgs),
+    /// Show partitions with bounds, rows and sizes.
+    List {
+        #[arg(long)]
+        table: Option<String>,
+        /// Count rows exactly (scans every partition).
+        #[arg(long)]
+        exact: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Managed table (default: the first configured table).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Pretend it is this time (date or RFC 3339), e.g. to preview next month.
+    #[arg(long, value_parser = parse_when)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// `2025-12-15` (midnight UTC) or an RFC 3339 timestamp.
+pub fn parse_when(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(crate::partition::period::midnight)
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a date (YYYY-MM-DD) or an RFC 3339 timestamp (2025-12-15T10:00:00Z)"
+            )
+        })
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("STRATA_"));
+    let config = Config::load(cli.config.as_deref(), env)?;
+    match &cli.command {
+        Command::Local { action } => local::run(action, cli.json).await,
+        Command::Migrate { dry_run } => {
+            let target = Target::resolve(&cli, false).await?;
+            local::migrate(&target, *dry_run, cli.json).await
+        }
+        Command::Load(args) => {
+            let target = Target::resolve(&cli, true).await?;
+            partitions::load(&target, &config, args, cli.json).await
+        }
+        Command::Demo { rows, reload } => {
+            let target = Target::resolve(&cli, true).await?;
+            crate::demo::run(&target, &config, *rows, *reload, cli.json).await
+        }
+        Command::Partitions { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                PartitionsAction::Plan { args, dry_run } => {
+                    partitions::plan(&target, &config, args, *dry_run, cli.json).await
+                }
+                PartitionsAction::Apply(args) => {
+                    partitions::apply(&target, &config, args, cli.json).await
+                }
+                PartitionsAction::List { table, exact } => {
+                    partitions::list(&target, &config, table.as_deref(), *exact, cli.json).await
+                }
+            }
+        }
+        Command::Maintain(args) => {
+            let target = Target::resolve(&cli, true).await?;
+            partitions::apply(&target, &config, args, cli.json).await
+        }
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

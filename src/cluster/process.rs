@@ -1,0 +1,160 @@
+//! Running server programs, as the `postgres` OS user when we are root.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use super::{io, ClusterError, ClusterState};
+
+/// Who the server runs as.
+pub struct ServerUser {
+    /// `Some` when we are root and must switch to this uid/gid.
+    switch_to: Option<(u32, u32)>,
+}
+
+impl ServerUser {
+    pub fn for_current_process() -> Result<ServerUser, ClusterError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(ServerUser { switch_to: None });
+        }
+        let user = nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .ok_or(ClusterError::NoServerUser)?;
+        Ok(ServerUser {
+            switch_to: Some((user.uid.as_raw(), user.gid.as_raw())),
+        })
+    }
+
+    pub fn chown(&self, path: &Path) -> Result<(), ClusterError> {
+        if let Some((uid, gid)) = self.switch_to {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(format!(
+                "giving {} to the postgres user",
+                path.display()
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` belong to the server user with mode 700 (PostgreSQL
+    /// refuses a data folder others can read).
+    pub fn own_private_dir(&self, dir: &Path) -> Result<(), ClusterError> {
+        self.chown(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io(format!("setting permissions of {}", dir.display())))
+    }
+
+    /// Whether the server user can reach `path` (execute permission on each
+    /// existing ancestor). Folders that do not exist yet will be created by us
+    /// with a traversable mode.
+    pub fn can_traverse(&self, path: &Path) -> bool {
+        let Some((uid, gid)) = self.switch_to else {
+            return true;
+        };
+        path.ancestors()
+            .filter_map(|p| fs::metadata(p).ok())
+            .all(|m| {
+                let mode = m.mode();
+                if m.uid() == uid {
+                    mode & 0o100 != 0
+                } else if m.gid() == gid {
+                    mode & 0o010 != 0
+                } else {
+                    mode & 0o001 != 0
+                }
+            })
+    }
+}
+
+/// Runs a server program (as the server user), returning its output or an
+/// error that carries the output and points at the log.
+pub fn run_as_server_user(
+    user: &ServerUser,
+    program: &Path,
+    args: &[&OsStr],
+    what: &str,
+    log: &Path,
+) -> Result<String, ClusterError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir("/");
+    if let Some((uid, gid)) = user.switch_to {
+        cmd.uid(uid).gid(gid);
+    }
+    // pg_ctl start leaves the postmaster running with our stdout unless it is
+    // redirected, which would keep a caller's pipe open forever.
+    cmd.stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(io(format!("running {}", program.display())))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        return Ok(text);
+    }
+    let tail = fs::read_to_string(log)
+        .map(|l| {
+            l.lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    Err(ClusterError::Command {
+        what: what.to_string(),
+        status: out.status.to_string(),
+        output: format!("{}\n{}", text.trim(), tail).trim().to_string(),
+        log: log.display().to_string(),
+    })
+}
+
+/// Whether the server of `state` is running (`pg_ctl status`).
+pub fn pg_ctl_status(state: &ClusterState) -> Result<bool, ClusterError> {
+    if !state.data_dir().join("PG_VERSION").exists() {
+        return Ok(false);
+    }
+    let user = ServerUser::for_current_process()?;
+    let mut cmd = Command::new(state.bin_dir.join("pg_ctl"));
+    cmd.arg("status")
+        .arg("-D")
+        .arg(state.data_dir())
+        .current_dir("/");
+    if let Some((uid, gid)) = user.switch_to {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().map_err(io("running pg_ctl status"))?;
+    // 0: running; 3: not running; 4: no accessible data folder.
+    Ok(out.status.code() == Some(0))
+}
+
+/// A `postmaster.pid` left by a crash (or a reboot) whose process is gone, or
+/// whose PID now belongs to an unrelated process, would make the server
+/// refuse to start. Remove it when it is provably stale.
+pub fn remove_stale_pid_file(data: &Path) -> Result<(), ClusterError> {
+    let pid_file = data.join("postmaster.pid");
+    let Ok(text) = fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
+    let alive_postgres = pid.is_some_and(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|comm| {
+                comm.trim().starts_with("postgres") || comm.trim().starts_with("postmaster")
+            })
+            .unwrap_or(false)
+    });
+    if !alive_postgres {
+        tracing::warn!(path = %pid_file.display(), "removing a stale postmaster.pid left by a crash");
+        fs::remove_file(&pid_file).map_err(io(format!("removing {}", pid_file.display())))?;
+    }
+    Ok(())
+}

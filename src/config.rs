@@ -1,0 +1,822 @@
+//! `strata.toml`: the managed tables and the settings, with the seed's defaults.
+//!
+//! Parsing is two-step: TOML (and `STRATA_*` overrides) into a raw shape that
+//! refuses unknown keys, then validation into typed values, so every bad value
+//! is reported with the key it came from and what that key accepts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Ident, LockPolicy, QualifiedName};
+
+pub const DEFAULT_CONFIG_FILE: &str = "strata.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Partition width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Day,
+    Week,
+    Month,
+}
+
+impl Interval {
+    pub const ACCEPTED: &'static str =
+        "\"1 day\" (or \"daily\"), \"1 week\" (or \"weekly\"), \"1 month\" (or \"monthly\")";
+
+    pub fn parse(s: &str) -> Option<Interval> {
+        match normalize(s).as_str() {
+            "1 day" | "day" | "daily" | "1 days" => Some(Interval::Day),
+            "1 week" | "week" | "weekly" | "1 weeks" => Some(Interval::Week),
+            "1 month" | "month" | "monthly" | "1 months" | "1 mon" => Some(Interval::Month),
+            _ => None,
+        }
+    }
+
+    /// The name pg_partman 4.x expects for `p_interval`.
+    pub fn partman_name(self) -> &'static str {
+        match self {
+            Interval::Day => "daily",
+            Interval::Week => "weekly",
+            Interval::Month => "monthly",
+        }
+    }
+
+    pub fn default_template(self) -> &'static str {
+        match self {
+            Interval::Day => "{table}_{YYYY}_{MM}_{DD}",
+            Interval::Week => "{table}_{IYYY}_w{IW}",
+            Interval::Month => "{table}_{YYYY}_{MM}",
+        }
+    }
+}
+
+impl std::fmt::Display for Interval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Interval::Day => "1 day",
+            Interval::Week => "1 week",
+            Interval::Month => "1 month",
+        })
+    }
+}
+
+fn normalize(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// How long partitions are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "unit", content = "count", rename_all = "lowercase")]
+pub enum Retention {
+    Days(u32),
+    Weeks(u32),
+    Months(u32),
+}
+
+impl Retention {
+    pub const ACCEPTED: &'static str = "\"none\" or a count of days, weeks or months such as \"90 days\", \"12 weeks\", \"24 months\"";
+
+    pub fn parse(s: &str) -> Option<Option<Retention>> {
+        let n = normalize(s);
+        if n == "none" || n.is_empty() {
+            return Some(None);
+        }
+        let (count, unit) = n.split_once(' ')?;
+        let count: u32 = count.parse().ok().filter(|c| *c > 0)?;
+        let r = match unit {
+            "day" | "days" => Retention::Days(count),
+            "week" | "weeks" => Retention::Weeks(count),
+            "month" | "months" | "mon" | "mons" => Retention::Months(count),
+            _ => return None,
+        };
+        Some(Some(r))
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Retention::Days(n) => write!(f, "{n} days"),
+            Retention::Weeks(n) => write!(f, "{n} weeks"),
+            Retention::Months(n) => write!(f, "{n} months"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    Detach,
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Native,
+    Partman,
+}
+
+/// One managed table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub name: QualifiedName,
+    pub time_column: Ident,
+    pub interval: Interval,
+    pub start: NaiveDate,
+    pub premake: u32,
+    pub retention: Option<Retention>,
+    pub retention_mode: RetentionMode,
+    pub name_template: String,
+    pub backend: Backend,
+    pub brin_pages_per_range: u32,
+}
+
+impl TableSpec {
+    /// The seed's `audit_logs`: monthly from 2025-01, six months ahead, BRIN 128.
+    pub fn seed_default() -> TableSpec {
+        TableSpec {
+            name: QualifiedName::new("public", "audit_logs").expect("static name"),
+            time_column: Ident::new("created_at").expect("static name"),
+            interval: Interval::Month,
+            start: NaiveDate::from_ymd_opt(2025, 1, 1).expect("static date"),
+            premake: 6,
+            retention: None,
+            retention_mode: RetentionMode::Detach,
+            name_template: Interval::Month.default_template().to_string(),
+            backend: Backend::Native,
+            brin_pages_per_range: 128,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaintenanceConfig {
+    pub schedule: String,
+    pub vacuum_schedule: String,
+    pub lock: LockPolicy,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            schedule: "0 2 * * *".into(),
+            vacuum_schedule: "0 3 * * 0".into(),
+            lock: LockPolicy::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiConfig {
+    pub bind: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bind: "127.0.0.1:8000".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub tables: Vec<TableSpec>,
+    pub maintenance: MaintenanceConfig,
+    pub api: ApiConfig,
+    /// Where the configuration came from, for messages.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tables: vec![TableSpec::seed_default()],
+            maintenance: MaintenanceConfig::default(),
+            api: ApiConfig::default(),
+            source: None,
+        }
+    }
+}
+
+// ---- raw shape -----------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    table: Vec<RawTable>,
+    #[serde(default)]
+    maintenance: RawMaintenance,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: Option<String>,
+    time_column: Option<String>,
+    interval: Option<String>,
+    start: Option<String>,
+    premake: Option<i64>,
+    retention: Option<String>,
+    retention_mode: Option<String>,
+    name_template: Option<String>,
+    backend: Option<String>,
+    brin_pages_per_range: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    schedule: Option<String>,
+    vacuum_schedule: Option<String>,
+    lock_timeout: Option<String>,
+    retries: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    bind: Option<String>,
+}
+
+/// `STRATA_*` variables that override configuration keys, and what they set.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("STRATA_TABLE", "table.name"),
+    ("STRATA_TIME_COLUMN", "table.time_column"),
+    ("STRATA_INTERVAL", "table.interval"),
+    ("STRATA_START", "table.start"),
+    ("STRATA_PREMAKE", "table.premake"),
+    ("STRATA_RETENTION", "table.retention"),
+    ("STRATA_RETENTION_MODE", "table.retention_mode"),
+    ("STRATA_NAME_TEMPLATE", "table.name_template"),
+    ("STRATA_BACKEND", "table.backend"),
+    ("STRATA_BRIN_PAGES_PER_RANGE", "table.brin_pages_per_range"),
+    ("STRATA_SCHEDULE", "maintenance.schedule"),
+    ("STRATA_VACUUM_SCHEDULE", "maintenance.vacuum_schedule"),
+    ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
+    ("STRATA_RETRIES", "maintenance.retries"),
+    ("STRATA_BIND", "api.bind"),
+];
+
+/// `STRATA_*` variables that are not configuration keys but are read elsewhere.
+pub const ENV_OTHER: &[&str] = &[
+    "STRATA_HOME",
+    "STRATA_PG_BIN",
+    "STRATA_PG_PORT",
+    "STRATA_REQUIRE_EXTENSIONS",
+    "STRATA_CONFIG",
+    "STRATA_LOG",
+];
+
+impl Config {
+    /// Reads the configuration: `path` if given (it must exist), else
+    /// `strata.toml` in the current directory if present, else the defaults;
+    /// then applies `STRATA_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (raw, source) = match path {
+            Some(p) => (read_raw(p)?, Some(p.to_path_buf())),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                (read_raw(&p)?, Some(p))
+            }
+            None => (RawConfig::default(), None),
+        };
+        let mut config = Self::from_raw(raw, env)?;
+        config.source = source;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no file, no environment): for tests and `--config -`.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, Path::new("<config>"))?;
+        Self::from_raw(raw, std::iter::empty())
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, Path::new("<config>"))?;
+        Self::from_raw(raw, env)
+    }
+
+    fn from_raw(
+        mut raw: RawConfig,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        if raw.table.is_empty() {
+            raw.table.push(RawTable::default());
+        }
+        apply_env(&mut raw, env)?;
+        let mut tables = Vec::with_capacity(raw.table.len());
+        for (i, t) in raw.table.into_iter().enumerate() {
+            tables.push(validate_table(t, i)?);
+        }
+        for (i, a) in tables.iter().enumerate() {
+            if tables[..i].iter().any(|b| b.name == a.name) {
+                return Err(invalid(
+                    format!("table[{i}].name"),
+                    format!("{} is configured twice", a.name.display_unquoted()),
+                ));
+            }
+        }
+        Ok(Config {
+            tables,
+            maintenance: validate_maintenance(raw.maintenance)?,
+            api: ApiConfig {
+                bind: raw.api.bind.unwrap_or_else(|| ApiConfig::default().bind),
+            },
+            source: None,
+        })
+    }
+
+    /// The spec of a managed table by name (`audit_logs` or `schema.table`).
+    pub fn table(&self, name: Option<&str>) -> Result<&TableSpec, ConfigError> {
+        let Some(name) = name else {
+            return Ok(&self.tables[0]);
+        };
+        let wanted = QualifiedName::parse(name).map_err(|e| invalid("--table", e.to_string()))?;
+        self.tables
+            .iter()
+            .find(|t| t.name == wanted)
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .tables
+                    .iter()
+                    .map(|t| t.name.display_unquoted())
+                    .collect();
+                invalid(
+                    "--table",
+                    format!(
+                        "{name} is not a managed table; managed tables: {}",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_raw(&text, path)
+}
+
+fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+fn apply_env(
+    raw: &mut RawConfig,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        if !var.starts_with("STRATA_") || ENV_OTHER.contains(&var.as_str()) {
+            continue;
+        }
+        let Some((_, key)) = ENV_OVERRIDES.iter().find(|(v, _)| *v == var) else {
+            let known: Vec<&str> = ENV_OVERRIDES
+                .iter()
+                .map(|(v, _)| *v)
+                .chain(ENV_OTHER.iter().copied())
+                .collect();
+            return Err(invalid(
+                var,
+                format!(
+                    "unknown strata environment variable; known: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let int = |v: &str| -> Result<i64, ConfigError> {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid(var.clone(), format!("expected a whole number, got {v:?}")))
+        };
+        let m = &mut raw.maintenance;
+        match *key {
+            "maintenance.schedule" => m.schedule = Some(value),
+            "maintenance.vacuum_schedule" => m.vacuum_schedule = Some(value),
+            "maintenance.lock_timeout" => m.lock_timeout = Some(value),
+            "maintenance.retries" => m.retries = Some(int(&value)?),
+            "api.bind" => raw.api.bind = Some(value),
+            table_key => {
+                // Table overrides apply to every configured table: in the usual
+                // single-table setup that is the one table.
+                for t in &mut raw.table {
+                    match table_key {
+                        "table.name" => t.name = Some(value.clone()),
+                        "table.time_column" => t.time_column = Some(value.clone()),
+                        "table.interval" => t.interval = Some(value.clone()),
+                        "table.start" => t.start = Some(value.clone()),
+                        "table.premake" => t.premake = Some(int(&value)?),
+                        "table.retention" => t.retention = Some(value.clone()),
+                        "table.retention_mode" => t.retention_mode = Some(value.clone()),
+                        "table.name_template" => t.name_template = Some(value.clone()),
+                        "table.backend" => t.backend = Some(value.clone()),
+                        "table.brin_pages_per_range" => t.brin_pages_per_range = Some(int(&value)?),
+                        other => unreachable!("unmapped override {other}"),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const MAX_PREMAKE: i64 = 1000;
+
+fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
+    let key = |k: &str| format!("table[{i}].{k}");
+    let seed = TableSpec::seed_default();
+    let name = match t.name {
+        None => seed.name,
+        Some(n) => QualifiedName::parse(n.trim()).map_err(|e| {
+            invalid(
+                key("name"),
+                format!("{e}; expected \"table\" or \"schema.table\""),
+            )
+        })?,
+    };
+    let time_column = match t.time_column {
+        None => seed.time_column,
+        Some(c) => Ident::new(c).map_err(|e| invalid(key("time_column"), e.to_string()))?,
+    };
+    let interval = match t.interval {
+        None => seed.interval,
+        Some(s) => Interval::parse(&s).ok_or_else(|| {
+            invalid(
+                key("interval"),
+                format!(
+                    "{s:?} is not a partition interval; accepted: {}",
+                    Interval::ACCEPTED
+                ),
+            )
+        })?,
+    };
+    let start = match t.start {
+        None => seed.start,
+        Some(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+            invalid(
+                key("start"),
+                format!("{s:?} is not a date; expected YYYY-MM-DD, e.g. \"2025-01-01\""),
+            )
+        })?,
+    };
+    let premake = match t.premake {
+        None => seed.premake,
+        Some(p) if (0..=MAX_PREMAKE).contains(&p) => p as u32,
+        Some(p) => {
+            return Err(invalid(
+                key("premake"),
+                format!("{p} is out of range; expected a whole number from 0 to {MAX_PREMAKE}"),
+            ))
+        }
+    };
+    let retention = match t.retention {
+        None => None,
+        Some(s) => Retention::parse(&s).ok_or_else(|| {
+            invalid(
+                key("retention"),
+                format!(
+                    "{s:?} is not a retention; accepted: {}",
+                    Retention::ACCEPTED
+                ),
+            )
+        })?,
+    };
+    let retention_mode = match t.retention_mode.as_deref().map(normalize).as_deref() {
+        None => RetentionMode::Detach,
+        Some("detach") => RetentionMode::Detach,
+        Some("drop") => RetentionMode::Drop,
+        Some(other) => {
+            return Err(invalid(
+                key("retention_mode"),
+                format!("{other:?} is not a retention mode; accepted: \"detach\", \"drop\""),
+            ))
+        }
+    };
+    let name_template = t
+        .name_template
+        .unwrap_or_else(|| interval.default_template().to_string());
+    validate_template(&name_template, interval).map_err(|m| invalid(key("name_template"), m))?;
+    let backend = match t.backend.as_deref().map(normalize).as_deref() {
+        None | Some("native") => Backend::Native,
+        Some("partman") | Some("pg_partman") => Backend::Partman,
+        Some(other) => {
+            return Err(invalid(
+                key("backend"),
+                format!("{other:?} is not a backend; accepted: \"native\", \"partman\""),
+            ))
+        }
+    };
+    let brin_pages_per_range = match t.brin_pages_per_range {
+        None => seed.brin_pages_per_range,
+        // PostgreSQL's own limits for the BRIN reloption.
+        Some(p) if (1..=131072).contains(&p) => p as u32,
+        Some(p) => {
+            return Err(invalid(
+                key("brin_pages_per_range"),
+                format!("{p} is out of range; expected 1 to 131072"),
+            ))
+        }
+    };
+    Ok(TableSpec {
+        name,
+        time_column,
+        interval,
+        start,
+        premake,
+        retention,
+        retention_mode,
+        name_template,
+        backend,
+        brin_pages_per_range,
+    })
+}
+
+/// Placeholders a partition name template may use.
+pub const TEMPLATE_PLACEHOLDERS: &[&str] = &["{table}", "{YYYY}", "{MM}", "{DD}", "{IYYY}", "{IW}"];
+
+fn validate_template(t: &str, interval: Interval) -> Result<(), String> {
+    let mut rest = t.to_string();
+    for p in TEMPLATE_PLACEHOLDERS {
+        rest = rest.replace(p, "");
+    }
+    if rest.contains('{') || rest.contains('}') {
+        return Err(format!(
+            "{t:?} has an unknown placeholder; accepted: {}",
+            TEMPLATE_PLACEHOLDERS.join(" ")
+        ));
+    }
+    // Each partition must get its own name, so the template has to distinguish
+    // every period of the interval.
+    let has = |p: &str| t.contains(p);
+    let unique = match interval {
+        Interval::Month => has("{YYYY}") && has("{MM}"),
+        Interval::Day => has("{YYYY}") && has("{MM}") && has("{DD}"),
+        Interval::Week => {
+            (has("{IYYY}") && has("{IW}")) || (has("{YYYY}") && has("{MM}") && has("{DD}"))
+        }
+    };
+    if !unique {
+        let need = match interval {
+            Interval::Month => "{YYYY} and {MM}",
+            Interval::Day => "{YYYY}, {MM} and {DD}",
+            Interval::Week => "{IYYY} and {IW} (or {YYYY}, {MM} and {DD})",
+        };
+        return Err(format!(
+            "{t:?} would give two partitions the same name; a {interval} template needs {need}"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigError> {
+    let d = MaintenanceConfig::default();
+    let lock_timeout = match m.lock_timeout {
+        None => d.lock.lock_timeout,
+        Some(s) => parse_duration(&s)
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(60))
+            .ok_or_else(|| {
+                invalid("maintenance.lock_timeout", format!("{s:?} is not a lock timeout; expected a duration from 1ms to 60s such as \"100ms\" or \"2s\""))
+            })?,
+    };
+    let attempts = match m.retries {
+        None => d.lock.attempts,
+        Some(r) if (1..=1000).contains(&r) => r as u32,
+        Some(r) => {
+            return Err(invalid(
+                "maintenance.retries",
+                format!("{r} is out of range; expected 1 to 1000 attempts"),
+            ))
+        }
+    };
+    for (key, value) in [
+        ("maintenance.schedule", &m.schedule),
+        ("maintenance.vacuum_schedule", &m.vacuum_schedule),
+    ] {
+        if let Some(v) = value {
+            if v.split_whitespace().count() != 5 {
+                return Err(invalid(key, format!("{v:?} is not a cron expression; expected five fields such as \"0 2 * * *\"")));
+            }
+        }
+    }
+    Ok(MaintenanceConfig {
+        schedule: m.schedule.unwrap_or(d.schedule),
+        vacuum_schedule: m.vacuum_schedule.unwrap_or(d.vacuum_schedule),
+        lock: LockPolicy {
+            lock_timeout,
+            attempts,
+            ..d.lock
+        },
+    })
+}
+
+/// `"100ms"`, `"2s"`, `"1min"`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "ms" => Some(Duration::from_millis(n)),
+        "s" | "sec" => Some(Duration::from_secs(n)),
+        "min" | "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_seed() {
+        let c = Config::from_toml("").unwrap();
+        let t = &c.tables[0];
+        assert_eq!(t.name.display_unquoted(), "public.audit_logs");
+        assert_eq!(t.interval, Interval::Month);
+        assert_eq!(t.premake, 6);
+        assert_eq!(t.start, NaiveDate::from_ymd_opt(2025, 1, 1).unwrap());
+        assert_eq!(t.brin_pages_per_range, 128);
+        assert_eq!(t.name_template, "{table}_{YYYY}_{MM}");
+        assert_eq!(t.retention, None);
+        assert_eq!(c.maintenance.schedule, "0 2 * * *");
+        assert_eq!(c.maintenance.vacuum_schedule, "0 3 * * 0");
+        assert_eq!(c.maintenance.lock.lock_timeout, Duration::from_millis(100));
+        assert_eq!(c.api.bind, "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn a_full_table_parses() {
+        let c = Config::from_toml(
+            r#"
+            [[table]]
+            name = "app.events"
+            time_column = "occurred_at"
+            interval = "daily"
+            start = "2024-02-28"
+            premake = 14
+            retention = "90 days"
+            retention_mode = "drop"
+            backend = "partman"
+            [maintenance]
+            lock_timeout = "250ms"
+            retries = 3
+            "#,
+        )
+        .unwrap();
+        let t = &c.tables[0];
+        assert_eq!(t.name.to_string(), "\"app\".\"events\"");
+        assert_eq!(t.interval, Interval::Day);
+        assert_eq!(t.name_template, "{table}_{YYYY}_{MM}_{DD}");
+        assert_eq!(t.retention, Some(Retention::Days(90)));
+        assert_eq!(t.retention_mode, RetentionMode::Drop);
+        assert_eq!(t.backend, Backend::Partman);
+        assert_eq!(c.maintenance.lock.lock_timeout, Duration::from_millis(250));
+        assert_eq!(c.maintenance.lock.attempts, 3);
+    }
+
+    #[test]
+    fn a_bad_interval_names_the_key_and_the_choices() {
+        let e = err("[[table]]\ninterval = \"3 fortnights\"");
+        assert!(e.contains("table[0].interval"), "{e}");
+        assert!(e.contains("3 fortnights"), "{e}");
+        assert!(e.contains("1 month"), "{e}");
+    }
+
+    #[test]
+    fn a_negative_premake_names_the_key_and_the_range() {
+        let e = err("[[table]]\npremake = -1");
+        assert!(e.contains("table[0].premake"), "{e}");
+        assert!(e.contains("0 to 1000"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_known_ones() {
+        let e = err("[[table]]\npremak = 3");
+        assert!(e.contains("premak"), "{e}");
+        assert!(e.contains("premake"), "{e}");
+        let e = err("[maintenence]\nschedule = \"x\"");
+        assert!(e.contains("maintenence"), "{e}");
+    }
+
+    #[test]
+    fn bad_dates_durations_modes_and_names_are_refused() {
+        assert!(err("[[table]]\nstart = \"2025-13-01\"").contains("table[0].start"));
+        assert!(err("[[table]]\nstart = \"yesterday\"").contains("YYYY-MM-DD"));
+        assert!(err("[maintenance]\nlock_timeout = \"fast\"").contains("maintenance.lock_timeout"));
+        assert!(err("[maintenance]\nlock_timeout = \"0ms\"").contains("maintenance.lock_timeout"));
+        assert!(err("[[table]]\nretention_mode = \"archive\"").contains("table[0].retention_mode"));
+        assert!(err("[[table]]\nretention = \"forever\"").contains("table[0].retention"));
+        assert!(err("[[table]]\nname = \"a.b.c\"").contains("table[0].name"));
+        assert!(err("[[table]]\nbackend = \"timescale\"").contains("table[0].backend"));
+        assert!(err("[maintenance]\nschedule = \"daily\"").contains("maintenance.schedule"));
+        assert!(err("[[table]]\nbrin_pages_per_range = 0").contains("brin_pages_per_range"));
+    }
+
+    #[test]
+    fn templates_must_be_unique_per_interval() {
+        assert!(err("[[table]]\nname_template = \"{table}_{YYYY}\"").contains("same name"));
+        assert!(err("[[table]]\nname_template = \"{table}_{Q}\"").contains("unknown placeholder"));
+        let e = err("[[table]]\ninterval = \"1 day\"\nname_template = \"{table}_{YYYY}_{MM}\"");
+        assert!(e.contains("{DD}"), "{e}");
+        assert!(Config::from_toml("[[table]]\ninterval = \"weekly\"").is_ok());
+    }
+
+    #[test]
+    fn tables_cannot_repeat() {
+        let e = err("[[table]]\nname = \"audit_logs\"\n[[table]]\nname = \"public.audit_logs\"");
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            ("STRATA_PREMAKE".to_string(), "3".to_string()),
+            ("STRATA_LOCK_TIMEOUT".to_string(), "2s".to_string()),
+            ("STRATA_HOME".to_string(), "/somewhere".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let c = Config::from_toml_with_env("[[table]]\npremake = 9", env).unwrap();
+        assert_eq!(c.tables[0].premake, 3);
+        assert_eq!(c.maintenance.lock.lock_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn environment_values_are_validated_and_typos_named() {
+        let env = vec![("STRATA_PREMAKE".to_string(), "-1".to_string())];
+        let e = Config::from_toml_with_env("", env).unwrap_err().to_string();
+        assert!(e.contains("premake"), "{e}");
+        let env = vec![("STRATA_PREMAKES".to_string(), "1".to_string())];
+        let e = Config::from_toml_with_env("", env).unwrap_err().to_string();
+        assert!(
+            e.contains("STRATA_PREMAKES") && e.contains("STRATA_PREMAKE,"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn table_lookup_by_name() {
+        let c = Config::default();
+        assert!(c.table(Some("audit_logs")).is_ok());
+        assert!(c.table(Some("public.audit_logs")).is_ok());
+        let e = c.table(Some("users")).unwrap_err().to_string();
+        assert!(e.contains("not a managed table"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1min"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), None);
+        assert_eq!(parse_duration("ms"), None);
+    }
+}

@@ -1,0 +1,144 @@
+//! Connections, lock-safe DDL retries and advisory locks: the one place every
+//! capability module reaches PostgreSQL through.
+
+mod ident;
+mod retry;
+
+pub use ident::{literal, Ident, IdentError, QualifiedName, MAX_IDENT_BYTES};
+pub use retry::{is_lock_timeout, LockPolicy};
+
+use tokio_postgres::{Client, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Ident(#[from] IdentError),
+    #[error("{what} could not get its lock within {attempts} attempts of {timeout_ms} ms each: {detail}")]
+    LockTimeout {
+        what: String,
+        attempts: u32,
+        timeout_ms: u64,
+        detail: String,
+    },
+}
+
+impl DbError {
+    pub fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+        let context = context.into();
+        move |source| DbError::Query { context, source }
+    }
+
+    /// The SQLSTATE of the underlying server error, if there is one.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            DbError::Connect { source, .. } | DbError::Query { source, .. } => source.code(),
+            DbError::LockTimeout { .. } => {
+                Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+            }
+            DbError::Ident(_) => None,
+        }
+    }
+}
+
+/// Removes the password from a connection URL so it can be shown or logged.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Opens one connection and drives it on the runtime.
+///
+/// Every session is tagged `application_name=strata` so operators can see (and
+/// `strata health` can exclude) strata's own sessions in `pg_stat_activity`.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|source| DbError::Connect {
+        target: redact_url(url),
+        source,
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("strata");
+    }
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: redact_url(url),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// The advisory-lock key strata uses for `name` (e.g. `maintain:public.audit_logs`).
+///
+/// Computed by the server so that every strata process, whatever its version
+/// or host, derives the same 64-bit key.
+const ADVISORY_KEY_SQL: &str = "hashtextextended('strata:' || $1, 0)";
+
+/// Tries to take a session-level advisory lock without waiting.
+pub async fn try_advisory_lock(client: &Client, name: &str) -> Result<bool, DbError> {
+    let sql = format!("SELECT pg_try_advisory_lock({ADVISORY_KEY_SQL})");
+    let row = client
+        .query_one(&sql, &[&name])
+        .await
+        .map_err(DbError::query(format!("taking advisory lock {name}")))?;
+    Ok(row.get(0))
+}
+
+/// Waits for a session-level advisory lock.
+pub async fn advisory_lock(client: &Client, name: &str) -> Result<(), DbError> {
+    let sql = format!("SELECT pg_advisory_lock({ADVISORY_KEY_SQL})");
+    client
+        .execute(&sql, &[&name])
+        .await
+        .map_err(DbError::query(format!("waiting for advisory lock {name}")))?;
+    Ok(())
+}
+
+pub async fn advisory_unlock(client: &Client, name: &str) -> Result<(), DbError> {
+    let sql = format!("SELECT pg_advisory_unlock({ADVISORY_KEY_SQL})");
+    client
+        .execute(&sql, &[&name])
+        .await
+        .map_err(DbError::query(format!("releasing advisory lock {name}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgresql://postgres:secret@127.0.0.1:5432/strata"),
+            "postgresql://postgres:***@127.0.0.1:5432/strata"
+        );
+        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(redact_url("host=/tmp dbname=x"), "host=/tmp dbname=x");
+    }
+}

@@ -1,0 +1,204 @@
+//! `strata demo`: the README's first command. Starts the local cluster,
+//! migrates, creates partitions, loads sample rows (reusing them on a second
+//! run) and shows what partitioning does with them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Months, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{print_json, Target};
+use crate::config::Config;
+use crate::db::DbError;
+use crate::partition::{self, period};
+use crate::{format, load, stats, Result};
+
+#[derive(Serialize)]
+struct PartitionRow {
+    name: String,
+    rows: i64,
+    total_bytes: i64,
+}
+
+/// The seed's one-month query, for the last whole month before `now`.
+fn seed_query_month(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let this_month = period::midnight(now.date_naive().with_day(1).expect("day 1"));
+    (this_month - Months::new(1), this_month)
+}
+
+pub async fn run(
+    target: &Target,
+    config: &Config,
+    rows: u64,
+    reload: bool,
+    json: bool,
+) -> Result<()> {
+    let spec = &config.tables[0];
+    let now = Utc::now();
+    let mut client = target.connect().await?;
+    let say = |s: &str| {
+        if !json {
+            println!("{s}");
+        }
+    };
+    say(&format!(
+        "strata demo on {}",
+        crate::db::redact_url(&target.url)
+    ));
+
+    let (plan, report) =
+        partition::maintain(&mut client, spec, now, &config.maintenance.lock, |_| {}).await?;
+    let made = report.results.iter().filter(|r| r.ok).count();
+    say(&format!(
+        "partitions: {} steps planned, {} done (monthly from {}, {} months ahead)",
+        plan.steps.len(),
+        made,
+        spec.start,
+        spec.premake
+    ));
+
+    let existing: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {}", spec.name), &[])
+        .await
+        .map_err(DbError::query("counting rows"))?
+        .get(0);
+    let loaded = if existing == rows as i64 && !reload {
+        say(&format!(
+            "reusing the {} rows already loaded (pass --reload to load again)",
+            format::count(rows)
+        ));
+        None
+    } else {
+        if existing > 0 {
+            say(&format!(
+                "removing the {} rows of an earlier run",
+                format::count(existing as u64)
+            ));
+            client
+                .batch_execute(&format!("TRUNCATE {}", spec.name))
+                .await
+                .map_err(DbError::query("truncating"))?;
+        }
+        let from = period::midnight(spec.start);
+        say(&format!(
+            "loading {} rows from {} to now",
+            format::count(rows),
+            spec.start
+        ));
+        let r = load::load_generated(
+            &client,
+            &spec.name,
+            load::Generate {
+                rows,
+                from,
+                to: now,
+                seed: 1,
+                batch_rows: load::DEFAULT_BATCH_ROWS,
+            },
+            !json,
+        )
+        .await?;
+        say(&format!(
+            "loaded {} rows in {} ({} rows/s)",
+            format::count(r.rows),
+            format::duration(Duration::from_millis(r.elapsed_ms as u64)),
+            format::count(r.rows_per_sec as u64)
+        ));
+        // Fresh statistics, so the plans below are the ones users will get.
+        client
+            .batch_execute(&format!("ANALYZE {}", spec.name))
+            .await
+            .map_err(DbError::query("analyzing"))?;
+        Some(r)
+    };
+
+    let counts = stats::exact_counts(&client, &spec.name).await?;
+    let infos = partition::list(&mut client, spec, false).await?;
+    let parts: Vec<PartitionRow> = infos
+        .iter()
+        .map(|p| PartitionRow {
+            rows: counts
+                .iter()
+                .find(|(n, _)| p.name.ends_with(&format!(".{n}")))
+                .map(|(_, c)| *c)
+                .unwrap_or(0),
+            name: p.name.clone(),
+            total_bytes: p.total_bytes,
+        })
+        .collect();
+    let total_rows: i64 = parts.iter().map(|p| p.rows).sum();
+    let indexes = stats::index_sizes(&client, &spec.name).await?;
+    let (from, to) = seed_query_month(now);
+    let explain_sql = format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT * FROM {} WHERE {col} >= $1 AND {col} < $2 LIMIT 10000",
+        spec.name,
+        col = spec.time_column
+    );
+    let plan_lines: Vec<String> = client
+        .query(&explain_sql, &[&from, &to])
+        .await
+        .map_err(DbError::query("explaining the one-month query"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    if json {
+        return print_json(&json!({
+            "url": target.url,
+            "rows": total_rows,
+            "loaded": loaded,
+            "partitions": parts,
+            "indexes": indexes,
+            "one_month_query": {"from": from, "to": to, "plan": plan_lines},
+        }));
+    }
+    let table_rows: Vec<Vec<String>> = parts
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                format::count(p.rows as u64),
+                format::bytes(p.total_bytes as u64),
+            ]
+        })
+        .collect();
+    println!(
+        "\n{}",
+        format::table(&["partition", ">rows", ">size"], &table_rows)
+    );
+    println!(
+        "{} partitions, {} rows in all\n",
+        parts.len(),
+        format::count(total_rows as u64)
+    );
+    let index_rows: Vec<Vec<String>> = indexes
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.method.clone(),
+                i.partitions.to_string(),
+                format::bytes(i.bytes as u64),
+            ]
+        })
+        .collect();
+    println!(
+        "{}\n",
+        format::table(&["index", "type", ">partitions", ">size"], &index_rows)
+    );
+    println!(
+        "The seed's one-month query ({} .. {}), with partition pruning:",
+        from.format("%Y-%m-%d"),
+        to.format("%Y-%m-%d")
+    );
+    for l in &plan_lines {
+        println!("  {l}");
+    }
+    println!(
+        "\nNext:\n  psql '{}'\n  strata partitions list\n  strata maintain --now {}",
+        target.url,
+        (now + Months::new(1)).format("%Y-%m-%d")
+    );
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Human output helpers: sizes, counts, durations, plain tables.
+
+use std::time::Duration;
+
+const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+
+/// Formats a byte count with binary multiples and one decimal: `0 B`, `512 B`,
+/// `1.5 KB`, `40.0 GB`. Values past 1024 TB stay in TB.
+pub fn bytes(n: u64) -> String {
+    bytes_with_precision(n, 1)
+}
+
+/// Like [`bytes`] with `precision` decimals (whole bytes never get decimals).
+pub fn bytes_with_precision(n: u64, precision: usize) -> String {
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    // Rounding can carry into the next unit (1023.96 KB -> "1024.0 KB").
+    let rounded = format!("{value:.precision$}");
+    if rounded.parse::<f64>().unwrap_or(value) >= 1024.0 && unit < UNITS.len() - 1 {
+        return format!("{:.precision$} {}", value / 1024.0, UNITS[unit + 1]);
+    }
+    format!("{rounded} {}", UNITS[unit])
+}
+
+/// Signed sizes (e.g. a change in size).
+pub fn bytes_signed(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", bytes(n.unsigned_abs()))
+    } else {
+        bytes(n as u64)
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `950 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms} ms");
+    }
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        return format!("{secs:.1} s");
+    }
+    let s = d.as_secs();
+    if s < 3600 {
+        return format!("{}m {:02}s", s / 60, s % 60);
+    }
+    format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+}
+
+/// A plain left/right-aligned text table. Columns whose header starts with
+/// `>` are right-aligned (the `>` is not printed).
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let right: Vec<bool> = headers.iter().map(|h| h.starts_with('>')).collect();
+    let headers: Vec<&str> = headers.iter().map(|h| h.trim_start_matches('>')).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                if right[i] {
+                    format!("{}{c}", " ".repeat(pad))
+                } else {
+                    format!("{c}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = line(headers.clone());
+    out.push('\n');
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+    ));
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(|s| s.as_str()).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_small_sizes_are_whole_bytes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1), "1 B");
+        assert_eq!(bytes(1023), "1023 B");
+    }
+
+    #[test]
+    fn each_unit() {
+        assert_eq!(bytes(1024), "1.0 KB");
+        assert_eq!(bytes(1536), "1.5 KB");
+        assert_eq!(bytes(5 * 1024 * 1024), "5.0 MB");
+        assert_eq!(bytes(40 * 1024 * 1024 * 1024), "40.0 GB");
+        assert_eq!(bytes(3 * 1024u64.pow(4)), "3.0 TB");
+        assert_eq!(bytes(5000 * 1024u64.pow(4)), "5000.0 TB");
+    }
+
+    #[test]
+    fn precision_and_rounding_carry() {
+        assert_eq!(bytes_with_precision(1536, 2), "1.50 KB");
+        assert_eq!(bytes_with_precision(480 * 1024u64.pow(3), 2), "480.00 GB");
+        assert_eq!(bytes_with_precision(1234567, 0), "1 MB");
+        // 1048575 bytes is 1023.999 KB: it must not print as "1024.0 KB".
+        assert_eq!(bytes(1048575), "1.0 MB");
+    }
+
+    #[test]
+    fn signed_sizes() {
+        assert_eq!(bytes_signed(-2048), "-2.0 KB");
+        assert_eq!(bytes_signed(10), "10 B");
+    }
+
+    #[test]
+    fn counts_get_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn durations_pick_a_unit() {
+        assert_eq!(duration(Duration::from_millis(950)), "950 ms");
+        assert_eq!(duration(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(duration(Duration::from_secs(245)), "4m 05s");
+        assert_eq!(duration(Duration::from_secs(7380)), "2h 03m");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["name", ">rows"],
+            &[
+                vec!["a".into(), "1".into()],
+                vec!["bbb".into(), "1,000".into()],
+            ],
+        );
+        assert_eq!(t, "name   rows\n----  -----\na         1\nbbb   1,000");
+    }
+}

@@ -1,0 +1,72 @@
+//! strata keeps a large, append-mostly PostgreSQL table — first of all an
+//! application's `audit_logs` — partitioned, indexed and maintained.
+//!
+//! One module per capability; data flows one way:
+//! `cli` → capability modules (`cluster`, `schema`, `partition`, `load`,
+//! `demo`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod format;
+pub mod load;
+pub mod partition;
+pub mod progress;
+pub mod schema;
+pub mod stats;
+
+/// Every failure a command can end with, and the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    #[error(transparent)]
+    Partition(#[from] partition::PartitionError),
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<db::IdentError> for Error {
+    fn from(e: db::IdentError) -> Self {
+        Error::Usage(e.to_string())
+    }
+}
+
+/// Exit codes: 0 done, 1 failed, 2 usage, 3 precondition not met.
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_PRECONDITION: i32 = 3;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        use partition::PartitionError as P;
+        match self {
+            Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Load(load::LoadError::Usage(_)) => EXIT_USAGE,
+            Error::Precondition(_) => EXIT_PRECONDITION,
+            Error::Partition(P::AlreadyRunning(_) | P::NotFound(_) | P::NotPartitioned(_)) => {
+                EXIT_PRECONDITION
+            }
+            Error::Schema(
+                schema::SchemaError::Edited { .. } | schema::SchemaError::Unknown { .. },
+            ) => EXIT_PRECONDITION,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,141 @@
+//! Reading NDJSON and CSV input one validated row at a time.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::row::{AuditRow, InputRow};
+use super::LoadError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+}
+
+impl FileFormat {
+    pub fn from_path(path: &Path) -> Option<FileFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "ndjson" | "jsonl" | "json" => Some(FileFormat::Ndjson),
+            "csv" => Some(FileFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+enum Inner {
+    Ndjson(std::io::Lines<BufReader<File>>),
+    Csv(csv::StringRecordsIntoIter<File>, csv::StringRecord),
+}
+
+pub struct RowSource {
+    inner: Inner,
+    path: String,
+    line: u64,
+    bytes: u64,
+}
+
+impl RowSource {
+    pub fn open(path: &Path, format: Option<FileFormat>) -> Result<RowSource, LoadError> {
+        let shown = path.display().to_string();
+        let read_err = |source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        };
+        let format = format
+            .or_else(|| FileFormat::from_path(path))
+            .ok_or_else(|| {
+                LoadError::Usage(format!(
+                    "cannot tell the format of {shown} from its name; pass --format ndjson|csv"
+                ))
+            })?;
+        let file = File::open(path).map_err(read_err)?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let inner = match format {
+            FileFormat::Ndjson => Inner::Ndjson(BufReader::new(file).lines()),
+            FileFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .from_reader(file);
+                let headers = reader
+                    .headers()
+                    .map_err(|e| LoadError::BadLine {
+                        path: shown.clone(),
+                        line: 1,
+                        message: e.to_string(),
+                    })?
+                    .clone();
+                Inner::Csv(reader.into_records(), headers)
+            }
+        };
+        Ok(RowSource {
+            inner,
+            path: shown,
+            line: if format == FileFormat::Csv { 1 } else { 0 },
+            bytes,
+        })
+    }
+
+    /// A rough row count for the progress bar (file size / typical row size).
+    pub fn estimated_lines(&self) -> u64 {
+        (self.bytes / 400).max(1)
+    }
+
+    fn bad(&self, message: impl Into<String>) -> LoadError {
+        LoadError::BadLine {
+            path: self.path.clone(),
+            line: self.line,
+            message: message.into(),
+        }
+    }
+
+    /// The next row, `None` at the end. Blank NDJSON lines are skipped.
+    pub fn next_row(&mut self) -> Option<Result<AuditRow, LoadError>> {
+        loop {
+            self.line += 1;
+            let parsed: Result<InputRow, String> = match &mut self.inner {
+                Inner::Ndjson(lines) => match lines.next()? {
+                    Err(e) => {
+                        return Some(Err(LoadError::Read {
+                            path: self.path.clone(),
+                            source: e,
+                        }))
+                    }
+                    Ok(l) if l.trim().is_empty() => continue,
+                    Ok(l) => serde_json::from_str(&l).map_err(|e| e.to_string()),
+                },
+                Inner::Csv(records, headers) => match records.next()? {
+                    Err(e) => Err(e.to_string()),
+                    Ok(rec) => csv_row(headers, &rec),
+                },
+            };
+            return Some(parsed.and_then(InputRow::validate).map_err(|m| self.bad(m)));
+        }
+    }
+}
+
+/// CSV cells are text: empty means NULL, numbers and JSON are parsed.
+fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<InputRow, String> {
+    let mut obj = serde_json::Map::new();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        let value = if v.is_empty() {
+            serde_json::Value::Null
+        } else if matches!(h, "user_id" | "resource_id") {
+            match v.trim().parse::<i64>() {
+                Ok(n) => serde_json::Value::from(n),
+                Err(_) => return Err(format!("{h} {v:?} is not a whole number")),
+            }
+        } else {
+            serde_json::Value::String(v.to_string())
+        };
+        obj.insert(h.to_string(), value);
+    }
+    if rec.len() != headers.len() {
+        return Err(format!(
+            "{} fields, but the header has {}",
+            rec.len(),
+            headers.len()
+        ));
+    }
+    serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| e.to_string())
+}

@@ -1,0 +1,242 @@
+//! Reading a partitioned table's state from the catalog.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::planner::{Bound, ExistingPartition, Snapshot};
+use super::PartitionError;
+use crate::config::{Interval, TableSpec};
+use crate::db::{DbError, Ident, QualifiedName};
+
+/// The parent's OID, checked to be a partitioned table.
+pub async fn resolve_parent(client: &Client, table: &QualifiedName) -> Result<u32, PartitionError> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+            &[&table.to_string()],
+        )
+        .await
+        .map_err(DbError::query("resolving the table"))?;
+    let Some(row) = row else {
+        return Err(PartitionError::NotFound(table.display_unquoted()));
+    };
+    let kind: String = row.get(1);
+    if kind != "p" {
+        return Err(PartitionError::NotPartitioned(table.display_unquoted()));
+    }
+    Ok(row.get(0))
+}
+
+/// Parses `pg_get_expr(relpartbound)` output rendered with `TimeZone = UTC`.
+pub fn parse_bound(expr: &str) -> Option<Bound> {
+    if expr.trim() == "DEFAULT" {
+        return Some(Bound::Default);
+    }
+    let rest = expr.trim().strip_prefix("FOR VALUES FROM (")?;
+    let (from, rest) = rest.split_once(") TO (")?;
+    let to = rest.strip_suffix(')')?;
+    Some(Bound::Range {
+        from: parse_value(from)?,
+        to: parse_value(to)?,
+    })
+}
+
+fn parse_value(v: &str) -> Option<Option<DateTime<Utc>>> {
+    match v.trim() {
+        "MINVALUE" | "MAXVALUE" => Some(None),
+        quoted => {
+            let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
+            let (text, offset_ok) = match inner.strip_suffix("+00") {
+                Some(t) => (t, true),
+                None => (inner, false),
+            };
+            if !offset_ok {
+                return None;
+            }
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .map(|n| Some(n.and_utc()))
+        }
+    }
+}
+
+fn trunc_unit(interval: Interval) -> &'static str {
+    match interval {
+        Interval::Day => "day",
+        Interval::Week => "week",
+        Interval::Month => "month",
+    }
+}
+
+/// Partitions and default-partition contents of the managed table.
+pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot, PartitionError> {
+    let parent = resolve_parent(client, &spec.name).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting a snapshot"))?;
+    // Bounds are printed in the session time zone; read them in UTC.
+    tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
+        .await
+        .map_err(DbError::query("setting TimeZone"))?;
+    let rows = tx
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+               FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE i.inhparent = $1
+              ORDER BY c.relname",
+            &[&parent],
+        )
+        .await
+        .map_err(DbError::query("listing partitions"))?;
+    let mut partitions = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = QualifiedName::new(r.get(0), r.get(1))?;
+        let expr: String = r.get(2);
+        let bound = parse_bound(&expr).ok_or_else(|| PartitionError::UnknownBound {
+            partition: name.display_unquoted(),
+            bound: expr.clone(),
+        })?;
+        partitions.push(ExistingPartition { name, bound });
+    }
+    let mut default_rows = Vec::new();
+    if let Some(default) = partitions.iter().find(|p| p.bound == Bound::Default) {
+        let sql = format!(
+            "SELECT (date_trunc('{unit}', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), count(*)
+               FROM {table} GROUP BY 1 ORDER BY 1",
+            unit = trunc_unit(spec.interval),
+            col = spec.time_column,
+            table = default.name,
+        );
+        for r in tx
+            .query(&sql, &[])
+            .await
+            .map_err(DbError::query("counting rows in the default partition"))?
+        {
+            default_rows.push((r.get::<_, DateTime<Utc>>(0), r.get::<_, i64>(1)));
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(DbError::query("ending the snapshot"))?;
+    Ok(Snapshot {
+        partitions,
+        default_rows,
+    })
+}
+
+/// Columns a row copy must name: every column that is not generated.
+pub async fn insertable_columns(
+    client: &Client,
+    table: &QualifiedName,
+) -> Result<Vec<Ident>, PartitionError> {
+    let rows = client
+        .query(
+            "SELECT attname::text FROM pg_catalog.pg_attribute
+              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+              ORDER BY attnum",
+            &[&table.to_string()],
+        )
+        .await
+        .map_err(DbError::query("listing columns"))?;
+    rows.iter()
+        .map(|r| Ok(Ident::new(r.get::<_, String>(0))?))
+        .collect()
+}
+
+/// One partition as `strata partitions list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionInfo {
+    pub name: String,
+    pub bound: Bound,
+    pub estimated_rows: i64,
+    pub exact_rows: Option<i64>,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    pub total_bytes: i64,
+}
+
+pub async fn list(
+    client: &mut Client,
+    spec: &TableSpec,
+    exact: bool,
+) -> Result<Vec<PartitionInfo>, PartitionError> {
+    let snap = snapshot(client, spec).await?;
+    let mut out = Vec::with_capacity(snap.partitions.len());
+    for p in snap.partitions {
+        let r = client
+            .query_one(
+                "SELECT greatest(c.reltuples, 0)::int8, pg_catalog.pg_table_size(c.oid),
+                        pg_catalog.pg_indexes_size(c.oid), pg_catalog.pg_total_relation_size(c.oid)
+                   FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+                &[&p.name.to_string()],
+            )
+            .await
+            .map_err(DbError::query("reading partition sizes"))?;
+        let exact_rows = if exact {
+            let sql = format!("SELECT count(*) FROM {}", p.name);
+            Some(
+                client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(DbError::query("counting rows"))?
+                    .get(0),
+            )
+        } else {
+            None
+        };
+        out.push(PartitionInfo {
+            name: p.name.display_unquoted(),
+            bound: p.bound,
+            estimated_rows: r.get(0),
+            exact_rows,
+            table_bytes: r.get(1),
+            index_bytes: r.get(2),
+            total_bytes: r.get(3),
+        });
+    }
+    out.sort_by(|a, b| match (&a.bound, &b.bound) {
+        (Bound::Default, Bound::Default) => a.name.cmp(&b.name),
+        (Bound::Default, _) => std::cmp::Ordering::Greater,
+        (_, Bound::Default) => std::cmp::Ordering::Less,
+        (Bound::Range { from: fa, .. }, Bound::Range { from: fb, .. }) => {
+            fa.cmp(fb).then(a.name.cmp(&b.name))
+        }
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_parse() {
+        let b =
+            parse_bound("FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')")
+                .unwrap();
+        assert_eq!(
+            b,
+            Bound::Range {
+                from: Some("2025-01-01T00:00:00Z".parse().unwrap()),
+                to: Some("2025-02-01T00:00:00Z".parse().unwrap()),
+            }
+        );
+        assert_eq!(parse_bound("DEFAULT"), Some(Bound::Default));
+        assert_eq!(
+            parse_bound("FOR VALUES FROM (MINVALUE) TO ('2025-02-01 00:00:00.5+00')"),
+            Some(Bound::Range {
+                from: None,
+                to: Some("2025-02-01T00:00:00.5Z".parse().unwrap())
+            })
+        );
+        // A bound printed in another zone is refused rather than misread.
+        assert_eq!(
+            parse_bound("FOR VALUES FROM ('2025-01-01 00:00:00-05') TO ('2025-02-01 00:00:00-05')"),
+            None
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! Applying a plan: each step in its own short transaction, lock-safe.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::catalog;
+use super::period::sql_timestamp;
+use super::planner::Step;
+use super::PartitionError;
+use crate::config::TableSpec;
+use crate::db::{self, literal, DbError, Ident, LockPolicy, QualifiedName};
+
+/// Name of the temporary CHECK that lets ATTACH skip its validation scan.
+const BOUNDS_CHECK: &str = "strata_bounds";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    pub step: Step,
+    pub ok: bool,
+    pub millis: u128,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ApplyReport {
+    pub results: Vec<StepResult>,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| !r.ok).count()
+    }
+}
+
+/// The SQL a step runs, for `--dry-run`. `columns` are the insertable columns
+/// (only used when rows move out of the default partition).
+pub fn step_sql(
+    spec: &TableSpec,
+    step: &Step,
+    default: Option<&QualifiedName>,
+    columns: &[Ident],
+    policy: &LockPolicy,
+) -> Vec<String> {
+    let parent = &spec.name;
+    let col = &spec.time_column;
+    match step {
+        Step::Create {
+            name,
+            from,
+            to,
+            default_rows,
+        } => {
+            let (f, t) = (literal(&sql_timestamp(*from)), literal(&sql_timestamp(*to)));
+            let check = Ident::new(BOUNDS_CHECK).expect("static name");
+            let mut sql = vec![
+                "BEGIN".to_string(),
+                policy.set_sql(true),
+                // A standalone table plus a CHECK matching the bounds: ATTACH
+                // then takes only SHARE UPDATE EXCLUSIVE on the parent and
+                // skips scanning the new table; inserts into the parent go on.
+                format!(
+                    "CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING GENERATED \
+                     INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) WITH (fillfactor = 100)"
+                ),
+                format!("ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} >= {f} AND {col} < {t})"),
+            ];
+            if let (Some(default), true) = (default, *default_rows > 0) {
+                let cols = columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sql.push(format!("LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE"));
+                sql.push(format!(
+                    "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} WHERE {col} >= {f} AND {col} < {t}"
+                ));
+                sql.push(format!(
+                    "DELETE FROM {default} WHERE {col} >= {f} AND {col} < {t}"
+                ));
+            }
+            sql.push(format!(
+                "ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({f}) TO ({t})"
+            ));
+            sql.push(format!("ALTER TABLE {name} DROP CONSTRAINT {check}"));
+            sql.push("COMMIT".into());
+            sql
+        }
+        Step::Detach {
+            name,
+            concurrently: true,
+        } => vec![
+            policy.set_sql(false),
+            format!("ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY"),
+        ],
+        Step::Detach {
+            name,
+            concurrently: false,
+        } => vec![
+            "BEGIN".into(),
+            policy.set_sql(true),
+            format!("ALTER TABLE {parent} DETACH PARTITION {name}"),
+            "COMMIT".into(),
+        ],
+        Step::Drop { name } => vec![
+            "BEGIN".into(),
+            policy.set_sql(true),
+            format!("ALTER TABLE {parent} DETACH PARTITION {name}"),
+            format!("DROP TABLE {name}"),
+            "COMMIT".into(),
+        ],
+    }
+}
+
+/// Runs the plan's steps under the table's advisory lock. A step that fails
+/// (after its lock retries) is reported and the remaining steps still run:
+/// each is independent, and a failed step left nothing behind.
+pub async fn apply(
+    client: &mut Client,
+    spec: &TableSpec,
+    steps: &[Step],
+    policy: &LockPolicy,
+    mut progress: impl FnMut(&StepResult),
+) -> Result<ApplyReport, PartitionError> {
+    let lock = format!("maintain:{}", spec.name.display_unquoted());
+    if !db::try_advisory_lock(client, &lock).await? {
+        return Err(PartitionError::AlreadyRunning(spec.name.display_unquoted()));
+    }
+    let result = apply_locked(client, spec, steps, policy, &mut progress).await;
+    db::advisory_unlock(client, &lock).await?;
+    result
+}
+
+async fn apply_locked(
+    client: &mut Client,
+    spec: &TableSpec,
+    steps: &[Step],
+    policy: &LockPolicy,
+    progress: &mut impl FnMut(&StepResult),
+) -> Result<ApplyReport, PartitionError> {
+    let snap = catalog::snapshot(client, spec).await?;
+    let default = snap.default_partition().cloned();
+    let columns = catalog::insertable_columns(client, &spec.name).await?;
+    let mut report = ApplyReport::default();
+    for step in steps {
+        let started = Instant::now();
+        let sql = step_sql(spec, step, default.as_ref(), &columns, policy);
+        let what = describe(step);
+        let (conn, stmts): (&Client, &[String]) = (client, &sql);
+        let outcome = policy.run(&what, move || run_statements(conn, stmts)).await;
+        let result = StepResult {
+            step: step.clone(),
+            ok: outcome.is_ok(),
+            millis: started.elapsed().as_millis(),
+            error: outcome.err().map(|e| e.to_string()),
+        };
+        progress(&result);
+        report.results.push(result);
+    }
+    Ok(report)
+}
+
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::Create {
+            name,
+            from,
+            to,
+            default_rows,
+        } if *default_rows > 0 => format!(
+            "create {} [{}, {}) moving {} rows out of the default partition",
+            name.display_unquoted(),
+            sql_timestamp(*from),
+            sql_timestamp(*to),
+            default_rows
+        ),
+        Step::Create { name, from, to, .. } => {
+            format!(
+                "create {} [{}, {})",
+                name.display_unquoted(),
+                sql_timestamp(*from),
+                sql_timestamp(*to)
+            )
+        }
+        Step::Detach { name, .. } => format!("detach {}", name.display_unquoted()),
+        Step::Drop { name } => format!("drop {}", name.display_unquoted()),
+    }
+}
+
+/// Runs the statements of one step. Statements between BEGIN and COMMIT form
+/// one transaction; on any error it is rolled back, so a timed-out attempt
+/// leaves no half-made partition.
+async fn run_statements(client: &Client, sql: &[String]) -> Result<(), DbError> {
+    let mut in_tx = false;
+    for stmt in sql {
+        if let Err(e) = client.batch_execute(stmt).await {
+            if in_tx {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            let _ = client.batch_execute("RESET lock_timeout").await;
+            return Err(DbError::query(format!("running `{}`", truncate(stmt)))(e));
+        }
+        match stmt.as_str() {
+            "BEGIN" => in_tx = true,
+            "COMMIT" => in_tx = false,
+            _ => {}
+        }
+    }
+    client
+        .batch_execute("RESET lock_timeout")
+        .await
+        .map_err(DbError::query("resetting lock_timeout"))?;
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 160 {
+        s.to_string()
+    } else {
+        let mut end = 160;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}

@@ -1,0 +1,76 @@
+//! The partition lifecycle: a pure planner and an executor that applies its
+//! steps without stalling writers.
+
+mod catalog;
+mod executor;
+pub mod period;
+mod planner;
+#[cfg(test)]
+mod planner_tests;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapshot, PartitionInfo};
+pub use executor::{apply, describe, step_sql, ApplyReport, StepResult};
+pub use planner::{plan, Bound, Conflict, ExistingPartition, Plan, Snapshot, Step};
+
+use crate::config::TableSpec;
+use crate::db::{DbError, IdentError, LockPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Ident(#[from] IdentError),
+    #[error(
+        "table {0} does not exist (run `strata migrate`, or check the table name in strata.toml)"
+    )]
+    NotFound(String),
+    #[error("table {0} is not partitioned; to convert a plain table use `strata convert start --table {0}`")]
+    NotPartitioned(String),
+    #[error("partition maintenance of {0} is already running in another process")]
+    AlreadyRunning(String),
+    #[error("partition {partition} has a bound strata cannot read: {bound}")]
+    UnknownBound { partition: String, bound: String },
+}
+
+/// Plans against the current catalog state.
+pub async fn plan_now(
+    client: &mut Client,
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+) -> Result<Plan, PartitionError> {
+    let snap = snapshot(client, spec).await?;
+    Ok(plan(spec, now, &snap))
+}
+
+/// Registers `spec` in `strata.managed_tables` (insert or update).
+pub async fn register(client: &Client, spec: &TableSpec) -> Result<(), PartitionError> {
+    let json = serde_json::to_value(spec).expect("spec serializes");
+    client
+        .execute(
+            "INSERT INTO strata.managed_tables (schema_name, table_name, spec) VALUES ($1, $2, $3)
+             ON CONFLICT (schema_name, table_name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()
+             WHERE managed_tables.spec IS DISTINCT FROM EXCLUDED.spec",
+            &[&spec.name.schema.as_str(), &spec.name.name.as_str(), &json],
+        )
+        .await
+        .map_err(DbError::query("registering the managed table"))?;
+    Ok(())
+}
+
+/// Plans and applies in one go: what `strata maintain` does for partitions.
+pub async fn maintain(
+    client: &mut Client,
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+    policy: &LockPolicy,
+    progress: impl FnMut(&StepResult),
+) -> Result<(Plan, ApplyReport), PartitionError> {
+    register(client, spec).await?;
+    let plan = plan_now(client, spec, now).await?;
+    let report = apply(client, spec, &plan.steps, policy, progress).await?;
+    Ok((plan, report))
+}

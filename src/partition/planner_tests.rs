@@ -1,0 +1,394 @@
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::planner::*;
+use crate::config::{Interval, Retention, RetentionMode, TableSpec};
+use crate::db::QualifiedName;
+
+fn ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn q(name: &str) -> QualifiedName {
+    QualifiedName::new("public", name).unwrap()
+}
+
+fn range(name: &str, from: &str, to: &str) -> ExistingPartition {
+    ExistingPartition {
+        name: q(name),
+        bound: Bound::Range {
+            from: Some(ts(from)),
+            to: Some(ts(to)),
+        },
+    }
+}
+
+fn created(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Create { name, .. } => Some(name.name.as_str().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_config_in_december_2025_makes_the_seeds_18_partitions() {
+    let plan = plan(
+        &TableSpec::seed_default(),
+        ts("2025-12-15T12:00:00Z"),
+        &Snapshot::default(),
+    );
+    let names = created(&plan);
+    assert_eq!(names.len(), 18);
+    assert_eq!(names.first().unwrap(), "audit_logs_2025_01");
+    assert_eq!(names.last().unwrap(), "audit_logs_2026_06");
+    match &plan.steps[2] {
+        Step::Create { from, to, .. } => {
+            assert_eq!(*from, ts("2025-03-01T00:00:00Z"));
+            assert_eq!(*to, ts("2025-04-01T00:00:00Z"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(plan.conflicts.is_empty());
+}
+
+#[test]
+fn premake_needs_no_data_and_zero_premake_stops_at_now() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 11, 1).unwrap();
+    spec.premake = 0;
+    let plan = plan(&spec, ts("2025-12-31T23:59:59Z"), &Snapshot::default());
+    assert_eq!(
+        created(&plan),
+        vec!["audit_logs_2025_11", "audit_logs_2025_12"]
+    );
+}
+
+#[test]
+fn existing_partitions_are_kept_and_gaps_filled() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 1;
+    let snap = Snapshot {
+        partitions: vec![
+            range(
+                "audit_logs_2025_01",
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T00:00:00Z",
+            ),
+            range(
+                "audit_logs_2025_03",
+                "2025-03-01T00:00:00Z",
+                "2025-04-01T00:00:00Z",
+            ),
+        ],
+        default_rows: vec![],
+    };
+    let plan = plan(&spec, ts("2025-03-10T00:00:00Z"), &snap);
+    assert_eq!(
+        created(&plan),
+        vec!["audit_logs_2025_02", "audit_logs_2025_04"]
+    );
+}
+
+#[test]
+fn a_foreign_partition_is_neither_overlapped_nor_dropped() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    spec.retention = Some(Retention::Months(1));
+    spec.retention_mode = RetentionMode::Drop;
+    let snap = Snapshot {
+        partitions: vec![
+            // Half of February and half of March: overlaps two periods.
+            range(
+                "legacy_chunk",
+                "2025-02-15T00:00:00Z",
+                "2025-03-15T00:00:00Z",
+            ),
+            // A whole old quarter under another name: contains its periods.
+            range("archive_q4", "2024-10-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+        ],
+        default_rows: vec![],
+    };
+    let plan = plan(&spec, ts("2025-06-10T00:00:00Z"), &snap);
+    assert!(plan
+        .steps
+        .iter()
+        .all(|s| !matches!(s, Step::Drop { name } if name.name.as_str() != "audit_logs_2025_01")));
+    assert!(!plan.steps.iter().any(
+        |s| s.name().name.as_str() == "legacy_chunk" || s.name().name.as_str() == "archive_q4"
+    ));
+    // Feb and Mar are past retention (cutoff 2025-05-10) so they are not wanted;
+    // with a longer retention they would conflict.
+    spec.retention = None;
+    let plan2 = super::planner::plan(&spec, ts("2025-06-10T00:00:00Z"), &snap);
+    let conflicts: Vec<&str> = plan2.conflicts.iter().map(|c| c.wanted.as_str()).collect();
+    assert_eq!(conflicts, vec!["audit_logs_2025_02", "audit_logs_2025_03"]);
+    assert!(plan2
+        .conflicts
+        .iter()
+        .all(|c| c.blocking.name.as_str() == "legacy_chunk"));
+    assert_eq!(
+        created(&plan2),
+        vec![
+            "audit_logs_2025_01",
+            "audit_logs_2025_04",
+            "audit_logs_2025_05",
+            "audit_logs_2025_06"
+        ]
+    );
+}
+
+#[test]
+fn a_same_named_partition_with_other_bounds_is_a_conflict() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 5, 1).unwrap();
+    spec.premake = 0;
+    let snap = Snapshot {
+        partitions: vec![range(
+            "audit_logs_2025_05",
+            "2024-01-01T00:00:00Z",
+            "2024-02-01T00:00:00Z",
+        )],
+        default_rows: vec![],
+    };
+    let plan = plan(&spec, ts("2025-05-02T00:00:00Z"), &snap);
+    assert!(plan.steps.is_empty());
+    assert_eq!(plan.conflicts.len(), 1);
+    assert!(plan.conflicts[0].reason.contains("already exists"));
+}
+
+#[test]
+fn retention_edges_detach_only_whole_periods_past_the_cutoff() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    spec.retention = Some(Retention::Months(3));
+    let snap = Snapshot {
+        partitions: vec![
+            range(
+                "audit_logs_2025_01",
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T00:00:00Z",
+            ),
+            range(
+                "audit_logs_2025_02",
+                "2025-02-01T00:00:00Z",
+                "2025-03-01T00:00:00Z",
+            ),
+            range(
+                "audit_logs_2025_03",
+                "2025-03-01T00:00:00Z",
+                "2025-04-01T00:00:00Z",
+            ),
+        ],
+        default_rows: vec![],
+    };
+    // Cutoff 2025-03-01T00:00: February ends exactly at it, so it goes; March stays.
+    let plan = plan(&spec, ts("2025-06-01T00:00:00Z"), &snap);
+    let detached: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Detach { name, concurrently } => {
+                assert!(*concurrently, "no default partition: CONCURRENTLY");
+                Some(name.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(detached, vec!["audit_logs_2025_01", "audit_logs_2025_02"]);
+    assert_eq!(
+        created(&plan),
+        vec![
+            "audit_logs_2025_04",
+            "audit_logs_2025_05",
+            "audit_logs_2025_06"
+        ]
+    );
+    // One second earlier, February is still inside retention.
+    let plan = super::planner::plan(&spec, ts("2025-05-31T23:59:59Z"), &snap);
+    assert_eq!(
+        plan.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Detach { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn with_a_default_partition_detach_is_not_concurrent_and_drop_mode_drops() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    spec.retention = Some(Retention::Days(1));
+    let mut snap = Snapshot {
+        partitions: vec![
+            range(
+                "audit_logs_2025_01",
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T00:00:00Z",
+            ),
+            ExistingPartition {
+                name: q("audit_logs_default"),
+                bound: Bound::Default,
+            },
+        ],
+        default_rows: vec![],
+    };
+    let p = plan(&spec, ts("2025-02-10T00:00:00Z"), &snap);
+    assert!(p.steps.contains(&Step::Detach {
+        name: q("audit_logs_2025_01"),
+        concurrently: false
+    }));
+    spec.retention_mode = RetentionMode::Drop;
+    snap.partitions.pop();
+    let p = plan(&spec, ts("2025-02-10T00:00:00Z"), &snap);
+    assert!(p.steps.contains(&Step::Drop {
+        name: q("audit_logs_2025_01")
+    }));
+}
+
+#[test]
+fn rows_in_the_default_partition_get_a_partition_even_outside_the_window() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    let snap = Snapshot {
+        partitions: vec![ExistingPartition {
+            name: q("audit_logs_default"),
+            bound: Bound::Default,
+        }],
+        default_rows: vec![
+            (ts("2024-07-01T00:00:00Z"), 5),
+            (ts("2025-01-01T00:00:00Z"), 7),
+            (ts("2030-01-01T00:00:00Z"), 2),
+        ],
+    };
+    let p = plan(&spec, ts("2025-01-15T00:00:00Z"), &snap);
+    let moves: Vec<(String, i64)> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Create {
+                name, default_rows, ..
+            } => Some((name.name.as_str().to_string(), *default_rows)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("audit_logs_2024_07".into(), 5),
+            ("audit_logs_2025_01".into(), 7),
+            ("audit_logs_2030_01".into(), 2)
+        ]
+    );
+}
+
+#[test]
+fn default_rows_past_retention_are_reported_not_moved() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    spec.retention = Some(Retention::Months(6));
+    let snap = Snapshot {
+        partitions: vec![],
+        default_rows: vec![(ts("2020-01-01T00:00:00Z"), 9)],
+    };
+    let p = plan(&spec, ts("2025-01-15T00:00:00Z"), &snap);
+    assert_eq!(p.stale_default_rows, 9);
+    assert_eq!(created(&p), vec!["audit_logs_2025_01"]);
+}
+
+#[test]
+fn daily_and_weekly_intervals() {
+    let mut spec = TableSpec::seed_default();
+    spec.interval = Interval::Day;
+    spec.name_template = Interval::Day.default_template().into();
+    spec.start = NaiveDate::from_ymd_opt(2024, 2, 27).unwrap();
+    spec.premake = 2;
+    let p = plan(&spec, ts("2024-02-28T08:00:00Z"), &Snapshot::default());
+    assert_eq!(
+        created(&p),
+        vec![
+            "audit_logs_2024_02_27",
+            "audit_logs_2024_02_28",
+            "audit_logs_2024_02_29",
+            "audit_logs_2024_03_01"
+        ]
+    );
+
+    spec.interval = Interval::Week;
+    spec.name_template = Interval::Week.default_template().into();
+    spec.start = NaiveDate::from_ymd_opt(2025, 12, 24).unwrap();
+    spec.premake = 1;
+    let p = plan(&spec, ts("2025-12-31T08:00:00Z"), &Snapshot::default());
+    // Weeks of Mon 2025-12-22, Mon 2025-12-29 (ISO 2026-W01), and one ahead.
+    assert_eq!(
+        created(&p),
+        vec![
+            "audit_logs_2025_w52",
+            "audit_logs_2026_w01",
+            "audit_logs_2026_w02"
+        ]
+    );
+    match &p.steps[1] {
+        Step::Create { from, to, .. } => {
+            assert_eq!(*from, ts("2025-12-29T00:00:00Z"));
+            assert_eq!(*to, ts("2026-01-05T00:00:00Z"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn planning_twice_over_the_result_is_empty() {
+    let spec = TableSpec::seed_default();
+    let now = ts("2025-12-15T00:00:00Z");
+    let first = plan(&spec, now, &Snapshot::default());
+    let snap = Snapshot {
+        partitions: first
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Create { name, from, to, .. } => ExistingPartition {
+                    name: name.clone(),
+                    bound: Bound::Range {
+                        from: Some(*from),
+                        to: Some(*to),
+                    },
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        default_rows: vec![],
+    };
+    assert_eq!(plan(&spec, now, &snap), Plan::default());
+}
+
+#[test]
+fn minvalue_and_maxvalue_partitions_contain_everything_they_cover() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 1;
+    let snap = Snapshot {
+        partitions: vec![ExistingPartition {
+            name: q("everything_before_march"),
+            bound: Bound::Range {
+                from: None,
+                to: Some(ts("2025-03-01T00:00:00Z")),
+            },
+        }],
+        default_rows: vec![],
+    };
+    let p = plan(&spec, ts("2025-03-05T00:00:00Z"), &snap);
+    assert!(p.conflicts.is_empty());
+    assert_eq!(
+        created(&p),
+        vec!["audit_logs_2025_03", "audit_logs_2025_04"]
+    );
+}
