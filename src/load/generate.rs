@@ -187,8 +187,8 @@ SELECT 1 + floor(5000 * u * u)::bigint,
               'curl/8.5.0', 'python-requests/2.32.3'])[1 + floor(random() * 6)::int],
        CASE WHEN random() < 0.95 THEN 'success' ELSE 'failure' END,
        CASE WHEN s < 0.80 THEN 'info' WHEN s < 0.95 THEN 'warning' WHEN s < 0.99 THEN 'error' ELSE 'critical' END,
-       $2::timestamptz + ($3::timestamptz - $2::timestamptz) * (g::float8 / $1) + random() * interval '60 seconds'
-  FROM generate_series(0, $1 - 1) AS g,
+       $2::timestamptz + ($3::timestamptz - $2::timestamptz) * (g::float8 / $1::int8) + random() * interval '60 seconds'
+  FROM generate_series(0, $1::int8 - 1) AS g,
        LATERAL (SELECT random() AS u, random() AS s, floor(random() * 40)::int AS k, g AS keep) AS r,
        LATERAL (SELECT (ARRAY['user.login','user.logout','user.login_failed','user.password_change','user.mfa_enabled',
                               'user.profile_update','user.create','user.delete','document.create','document.read',
