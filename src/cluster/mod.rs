@@ -171,10 +171,10 @@ impl LocalCluster {
             _ => self.init()?,
         };
         let user = ServerUser::for_current_process()?;
+        process::remove_stale_pid_file(&state.data_dir())?;
         if pg_ctl_status(&state)? {
             return Ok(state);
         }
-        process::remove_stale_pid_file(&state.data_dir())?;
         if !state.port_fixed && !port_is_free(state.port) {
             state.port = pick_port()?;
             tracing::info!(

@@ -117,9 +117,15 @@ pub fn run_as_server_user(
     })
 }
 
-/// Whether the server of `state` is running (`pg_ctl status`).
+/// Whether the server of `state` is running (`pg_ctl status`, after checking
+/// that the PID in `postmaster.pid` really is a postgres process: `pg_ctl`
+/// only asks whether the PID is alive, and after a reboot it may belong to
+/// anything).
 pub fn pg_ctl_status(state: &ClusterState) -> Result<bool, ClusterError> {
     if !state.data_dir().join("PG_VERSION").exists() {
+        return Ok(false);
+    }
+    if pid_file_owner(&state.data_dir()) != PidOwner::Postgres {
         return Ok(false);
     }
     let user = ServerUser::for_current_process()?;
@@ -157,4 +163,31 @@ pub fn remove_stale_pid_file(data: &Path) -> Result<(), ClusterError> {
         fs::remove_file(&pid_file).map_err(io(format!("removing {}", pid_file.display())))?;
     }
     Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PidOwner {
+    NoFile,
+    Postgres,
+    /// The PID is gone, unreadable, or belongs to another program.
+    Stale,
+}
+
+fn pid_file_owner(data: &Path) -> PidOwner {
+    let Ok(text) = fs::read_to_string(data.join("postmaster.pid")) else {
+        return PidOwner::NoFile;
+    };
+    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
+    let postgres = pid.is_some_and(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|comm| {
+                comm.trim().starts_with("postgres") || comm.trim().starts_with("postmaster")
+            })
+            .unwrap_or(false)
+    });
+    if postgres {
+        PidOwner::Postgres
+    } else {
+        PidOwner::Stale
+    }
 }

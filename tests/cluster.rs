@@ -1,0 +1,111 @@
+//! The embedded cluster, driven through the binary with its own STRATA_HOME.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn strata(home: &PathBuf, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STRATA_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("STRATA_HOME", home)
+        .args(args)
+        .output()
+        .expect("running strata")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn start_is_idempotent_survives_a_stale_pid_file_and_destroy_cleans_up() {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cluster-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(status["initialized"], false);
+
+    let started = json(&strata(&home, &["--json", "local", "start"]));
+    let url = started["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("postgresql://postgres:"), "{url}");
+    let again = json(&strata(&home, &["--json", "local", "start"]));
+    assert_eq!(
+        again["url"],
+        url.as_str(),
+        "a second start reuses the running cluster"
+    );
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(status["running"], true);
+
+    // Work happens against it: migrate through the local default target.
+    let migrated = strata(&home, &["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    // A crash, then a reboot: postmaster.pid is left behind and its PID now
+    // belongs to an unrelated live process (this test). Both pg_ctl and the
+    // postmaster would take that for a running server.
+    let stopped = json(&strata(&home, &["--json", "local", "stop"]));
+    assert_eq!(stopped["stopped"], true);
+    let data = PathBuf::from(status["data_dir"].as_str().unwrap());
+    let pid_file = data.join("postmaster.pid");
+    std::fs::write(
+        &pid_file,
+        format!("{}\n{}\n", std::process::id(), data.display()),
+    )
+    .unwrap();
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(
+        status["running"], false,
+        "a live non-postgres PID is not a running server"
+    );
+    let restarted = json(&strata(&home, &["--json", "local", "start"]));
+    assert_eq!(restarted["running"], true);
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(status["running"], true);
+
+    let refused = strata(&home, &["local", "destroy"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "destroy without --yes is refused"
+    );
+    json(&strata(&home, &["--json", "local", "destroy", "--yes"]));
+    assert!(!data.exists(), "the data folder is gone");
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(status["initialized"], false);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_wrong_server_binary_folder_is_a_clear_error() {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cluster-nobin-{}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    let out = cmd
+        .env("STRATA_HOME", &home)
+        .env("STRATA_PG_BIN", "/nonexistent/bin")
+        .env_remove("DATABASE_URL")
+        .args(["local", "start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STRATA_PG_BIN=/nonexistent/bin") && err.contains("initdb"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
