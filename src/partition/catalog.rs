@@ -82,7 +82,8 @@ pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot,
         .map_err(DbError::query("setting TimeZone"))?;
     let rows = tx
         .query(
-            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                    i.inhdetachpending
                FROM pg_catalog.pg_inherits i
                JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -100,7 +101,11 @@ pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot,
             partition: name.display_unquoted(),
             bound: expr.clone(),
         })?;
-        partitions.push(ExistingPartition { name, bound });
+        partitions.push(ExistingPartition {
+            name,
+            bound,
+            detach_pending: r.get(3),
+        });
     }
     let mut default_rows = Vec::new();
     if let Some(default) = partitions.iter().find(|p| p.bound == Bound::Default) {

@@ -103,6 +103,10 @@ pub fn step_sql(
             format!("ALTER TABLE {parent} DETACH PARTITION {name}"),
             "COMMIT".into(),
         ],
+        Step::FinalizeDetach { name } => vec![
+            policy.set_sql(false),
+            format!("ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE"),
+        ],
         Step::Drop { name } => vec![
             "BEGIN".into(),
             policy.set_sql(true),
@@ -149,11 +153,19 @@ async fn apply_locked(
         let what = describe(step);
         let (conn, stmts): (&Client, &[String]) = (client, &sql);
         let outcome = policy.run(&what, move || run_statements(conn, stmts)).await;
+        let error = match outcome {
+            Ok(()) => None,
+            Err(e @ DbError::LockTimeout { .. }) => {
+                let holders = lock_holders(client, &spec.name, default.as_ref()).await;
+                Some(format!("{e}; {holders}"))
+            }
+            Err(e) => Some(e.to_string()),
+        };
         let result = StepResult {
             step: step.clone(),
-            ok: outcome.is_ok(),
+            ok: error.is_none(),
             millis: started.elapsed().as_millis(),
-            error: outcome.err().map(|e| e.to_string()),
+            error,
         };
         progress(&result);
         report.results.push(result);
@@ -185,6 +197,10 @@ pub fn describe(step: &Step) -> String {
         }
         Step::Detach { name, .. } => format!("detach {}", name.display_unquoted()),
         Step::Drop { name } => format!("drop {}", name.display_unquoted()),
+        Step::FinalizeDetach { name } => format!(
+            "finish the interrupted detach of {}",
+            name.display_unquoted()
+        ),
     }
 }
 
@@ -223,5 +239,53 @@ fn truncate(s: &str) -> String {
             end -= 1;
         }
         format!("{}…", &s[..end])
+    }
+}
+
+/// Who holds locks on the table (or its default partition), for the error of
+/// a step that gave up waiting: the operator needs the session to look at.
+async fn lock_holders(
+    client: &Client,
+    parent: &QualifiedName,
+    default: Option<&QualifiedName>,
+) -> String {
+    let default = default.map(|d| d.to_string()).unwrap_or_default();
+    let rows = client
+        .query(
+            "SELECT l.pid, l.mode, l.relation::regclass::text, coalesce(a.application_name, ''),
+                    coalesce(a.state, ''), left(coalesce(a.query, ''), 80),
+                    coalesce(extract(epoch FROM now() - a.xact_start), 0)::int8
+               FROM pg_catalog.pg_locks l
+               JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+              WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid()
+                AND l.relation IN (to_regclass($1), to_regclass(nullif($2, '')))
+              ORDER BY a.xact_start",
+            &[&parent.to_string(), &default],
+        )
+        .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => {
+            let held: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "pid {} holds {} on {} ({}{}, transaction open {} s: {})",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, String>(4),
+                        match r.get::<_, String>(3) {
+                            a if a.is_empty() => String::new(),
+                            a => format!(", application {a}"),
+                        },
+                        r.get::<_, i64>(6),
+                        r.get::<_, String>(5)
+                    )
+                })
+                .collect();
+            held.join("; ")
+        }
+        Ok(_) => "the conflicting lock was released before it could be identified".into(),
+        Err(e) => format!("could not list the lock holders: {e}"),
     }
 }

@@ -23,6 +23,9 @@ pub enum Bound {
 pub struct ExistingPartition {
     pub name: QualifiedName,
     pub bound: Bound,
+    /// Left half-detached by an interrupted `DETACH ... CONCURRENTLY`.
+    #[serde(default)]
+    pub detach_pending: bool,
 }
 
 /// What the planner needs to know about the table.
@@ -60,12 +63,17 @@ pub enum Step {
     },
     /// Drop a partition past retention.
     Drop { name: QualifiedName },
+    /// Finish a `DETACH ... CONCURRENTLY` that was interrupted.
+    FinalizeDetach { name: QualifiedName },
 }
 
 impl Step {
     pub fn name(&self) -> &QualifiedName {
         match self {
-            Step::Create { name, .. } | Step::Detach { name, .. } | Step::Drop { name } => name,
+            Step::Create { name, .. }
+            | Step::Detach { name, .. }
+            | Step::Drop { name }
+            | Step::FinalizeDetach { name } => name,
         }
     }
 }
@@ -117,6 +125,13 @@ fn is_owned(spec: &TableSpec, p: &ExistingPartition) -> Option<(DateTime<Utc>, D
 /// Plans premake, default-partition hygiene and retention for one table.
 pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
     let mut out = Plan::default();
+    // A half-detached partition blocks further DETACHes of the parent until
+    // it is finalized, so that comes first.
+    for p in snap.partitions.iter().filter(|p| p.detach_pending) {
+        out.steps.push(Step::FinalizeDetach {
+            name: p.name.clone(),
+        });
+    }
     let cutoff = spec.retention.map(|r| period::retention_cutoff(r, now));
     let expired = |to: DateTime<Utc>| cutoff.is_some_and(|c| to <= c);
 

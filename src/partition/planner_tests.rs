@@ -392,3 +392,46 @@ fn minvalue_and_maxvalue_partitions_contain_everything_they_cover() {
         vec!["audit_logs_2025_03", "audit_logs_2025_04"]
     );
 }
+
+#[test]
+fn an_interrupted_concurrent_detach_is_finalized_first() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 0;
+    spec.retention = Some(Retention::Months(1));
+    let mut jan = range(
+        "audit_logs_2025_01",
+        "2025-01-01T00:00:00Z",
+        "2025-02-01T00:00:00Z",
+    );
+    jan.detach_pending = true;
+    let snap = Snapshot {
+        partitions: vec![
+            jan,
+            range(
+                "audit_logs_2025_02",
+                "2025-02-01T00:00:00Z",
+                "2025-03-01T00:00:00Z",
+            ),
+        ],
+        default_rows: vec![],
+    };
+    let p = plan(&spec, ts("2025-04-10T00:00:00Z"), &snap);
+    assert_eq!(
+        p.steps[0],
+        Step::FinalizeDetach {
+            name: q("audit_logs_2025_01")
+        }
+    );
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.name().name.as_str() == "audit_logs_2025_01")
+            .count(),
+        1
+    );
+    assert!(p.steps.contains(&Step::Detach {
+        name: q("audit_logs_2025_02"),
+        concurrently: true
+    }));
+}
