@@ -235,6 +235,7 @@ pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
         let mut old: Vec<(DateTime<Utc>, &ExistingPartition)> = snap
             .partitions
             .iter()
+            .filter(|p| !p.detach_pending)
             .filter_map(|p| {
                 is_owned(spec, p)
                     .filter(|(_, to)| expired(*to))

@@ -19,6 +19,7 @@ fn range(name: &str, from: &str, to: &str) -> ExistingPartition {
             from: Some(ts(from)),
             to: Some(ts(to)),
         },
+        detach_pending: false,
     }
 }
 
@@ -235,6 +236,7 @@ fn with_a_default_partition_detach_is_not_concurrent_and_drop_mode_drops() {
             ExistingPartition {
                 name: q("audit_logs_default"),
                 bound: Bound::Default,
+                detach_pending: false,
             },
         ],
         default_rows: vec![],
@@ -261,6 +263,7 @@ fn rows_in_the_default_partition_get_a_partition_even_outside_the_window() {
         partitions: vec![ExistingPartition {
             name: q("audit_logs_default"),
             bound: Bound::Default,
+            detach_pending: false,
         }],
         default_rows: vec![
             (ts("2024-07-01T00:00:00Z"), 5),
@@ -361,6 +364,7 @@ fn planning_twice_over_the_result_is_empty() {
                         from: Some(*from),
                         to: Some(*to),
                     },
+                    detach_pending: false,
                 },
                 other => panic!("{other:?}"),
             })
@@ -382,6 +386,7 @@ fn minvalue_and_maxvalue_partitions_contain_everything_they_cover() {
                 from: None,
                 to: Some(ts("2025-03-01T00:00:00Z")),
             },
+            detach_pending: false,
         }],
         default_rows: vec![],
     };
