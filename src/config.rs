@@ -183,6 +183,8 @@ pub struct MaintenanceConfig {
     pub schedule: String,
     pub vacuum_schedule: String,
     pub lock: LockPolicy,
+    /// Rows per committed batch when moving rows out of the default partition.
+    pub move_batch_rows: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -191,6 +193,7 @@ impl Default for MaintenanceConfig {
             schedule: "0 2 * * *".into(),
             vacuum_schedule: "0 3 * * 0".into(),
             lock: LockPolicy::default(),
+            move_batch_rows: 10_000,
         }
     }
 }
@@ -263,6 +266,7 @@ struct RawMaintenance {
     vacuum_schedule: Option<String>,
     lock_timeout: Option<String>,
     retries: Option<i64>,
+    move_batch_rows: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,6 +291,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_VACUUM_SCHEDULE", "maintenance.vacuum_schedule"),
     ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
     ("STRATA_RETRIES", "maintenance.retries"),
+    ("STRATA_MOVE_BATCH_ROWS", "maintenance.move_batch_rows"),
     ("STRATA_BIND", "api.bind"),
 ];
 
@@ -439,6 +444,7 @@ fn apply_env(
             "maintenance.vacuum_schedule" => m.vacuum_schedule = Some(value),
             "maintenance.lock_timeout" => m.lock_timeout = Some(value),
             "maintenance.retries" => m.retries = Some(int(&value)?),
+            "maintenance.move_batch_rows" => m.move_batch_rows = Some(int(&value)?),
             "api.bind" => raw.api.bind = Some(value),
             table_key => {
                 // Table overrides apply to every configured table: in the usual
@@ -642,7 +648,18 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
             }
         }
     }
+    let move_batch_rows = match m.move_batch_rows {
+        None => d.move_batch_rows,
+        Some(r) if (1..=10_000_000).contains(&r) => r as u64,
+        Some(r) => {
+            return Err(invalid(
+                "maintenance.move_batch_rows",
+                format!("{r} is out of range; expected 1 to 10000000 rows"),
+            ))
+        }
+    };
     Ok(MaintenanceConfig {
+        move_batch_rows,
         schedule: m.schedule.unwrap_or(d.schedule),
         vacuum_schedule: m.vacuum_schedule.unwrap_or(d.vacuum_schedule),
         lock: LockPolicy {

@@ -48,7 +48,7 @@ pub async fn run(
     ));
 
     let (plan, report) =
-        partition::maintain(&mut client, spec, now, &config.maintenance.lock, |_| {}).await?;
+        partition::maintain(&mut client, spec, now, &config.maintenance, |_| {}).await?;
     let made = report.results.iter().filter(|r| r.ok).count();
     say(&format!(
         "partitions: {} steps planned, {} done (monthly from {}, {} months ahead)",

@@ -389,7 +389,7 @@ async fn maintenance_never_stalls_concurrent_inserts() {
             &mut c,
             &spec,
             ts("2025-01-15T00:00:00Z"),
-            &config.maintenance.lock,
+            &config.maintenance,
             |_| {},
         )
         .await
@@ -430,10 +430,9 @@ async fn maintenance_never_stalls_concurrent_inserts() {
         "2025-12-15T00:00:00Z",
         "2026-06-15T00:00:00Z",
     ] {
-        let (_, report) =
-            partition::maintain(&mut c, &spec, ts(now), &config.maintenance.lock, |_| {})
-                .await
-                .unwrap();
+        let (_, report) = partition::maintain(&mut c, &spec, ts(now), &config.maintenance, |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.failed(), 0, "{:?}", report.results);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -458,4 +457,223 @@ async fn maintenance_never_stalls_concurrent_inserts() {
         .unwrap()
         .get(0);
     assert_eq!(in_default, 0, "the early rows were moved out");
+}
+
+async fn rows_of(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, String, Option<String>)> {
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+const MARCH_ONLY: &str = "[[table]]\nstart = \"2025-03-01\"\npremake = 0\n[maintenance]\nmove_batch_rows = 500\nlock_timeout = \"50ms\"\nretries = 2\n";
+
+#[tokio::test]
+async fn an_interrupted_batched_move_resumes_and_reconciles_changes_made_meanwhile() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO audit_logs (user_id, action, details, created_at)
+         SELECT g, 'a', jsonb_build_object('g', g), '2025-03-01'::timestamptz + g * interval '10 minutes'
+           FROM generate_series(1, 3000) g",
+    )
+    .await
+    .unwrap();
+    let config = write_config("march.toml", MARCH_ONLY);
+    // An open writer on the default partition blocks only the final step.
+    let writer = db.client().await;
+    writer
+        .batch_execute("BEGIN; LOCK TABLE audit_logs_default IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let out = strata(
+        &db,
+        &["--config", &config, "maintain", "--now", "2025-03-15"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let staged: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs_2025_03", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 3000, "the batches were copied and committed");
+    let visible: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        visible, 3000,
+        "readers still see every row exactly once (in the default partition)"
+    );
+    let comment: Option<String> = c
+        .query_one(
+            "SELECT obj_description('audit_logs_2025_03'::regclass, 'pg_class')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(comment.unwrap().starts_with("strata staging partition"));
+    writer.batch_execute("COMMIT").await.unwrap();
+
+    // Meanwhile the application deletes, updates and adds rows of that month.
+    c.batch_execute(
+        "DELETE FROM audit_logs WHERE user_id <= 10;
+         UPDATE audit_logs SET details = '{\"changed\": true}' WHERE user_id BETWEEN 11 AND 20;
+         UPDATE audit_logs SET created_at = '2025-07-01' WHERE user_id = 21;
+         INSERT INTO audit_logs (user_id, action, details, created_at)
+         SELECT g, 'late', '{}', '2025-03-31 23:59:59+00' FROM generate_series(5001, 5005) g",
+    )
+    .await
+    .unwrap();
+    let expected = rows_of(
+        &c,
+        "SELECT id, action, details::text FROM audit_logs ORDER BY id",
+    )
+    .await;
+
+    let out = strata(
+        &db,
+        &["--config", &config, "maintain", "--now", "2025-03-15"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = rows_of(
+        &c,
+        "SELECT id, action, details::text FROM audit_logs ORDER BY id",
+    )
+    .await;
+    assert_eq!(got.len(), 3000 - 10 + 5);
+    assert_eq!(
+        got, expected,
+        "every change made during the move is in the result"
+    );
+    let march: i64 = c
+        .query_one("SELECT count(*) FROM ONLY audit_logs_2025_03", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(march, 2995 - 1, "all of March moved");
+    let july: Vec<(i64, String, Option<String>)> = rows_of(
+        &c,
+        "SELECT user_id, action, details::text FROM ONLY audit_logs_2025_07",
+    )
+    .await;
+    assert_eq!(
+        july.len(),
+        1,
+        "the row moved to July got a July partition of its own"
+    );
+    assert_eq!(july[0].0, 21);
+    let in_default: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs_default", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_default, 0);
+    let attached: bool = c
+        .query_one(
+            "SELECT relispartition FROM pg_class WHERE relname = 'audit_logs_2025_03'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attached);
+    let comment: Option<String> = c
+        .query_one(
+            "SELECT obj_description('audit_logs_2025_03'::regclass, 'pg_class')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment, None, "the staging mark is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_into_the_moving_range_lose_nothing_during_a_batched_move() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO audit_logs (user_id, action, created_at)
+         SELECT g, 'before', '2025-03-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 6000) g",
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2i64 {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let c = strata::db::connect(&url).await.unwrap();
+            let (mut ok, mut failed, mut worst) = (0i64, 0i64, Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = c
+                    .execute(
+                        "INSERT INTO audit_logs (user_id, action, created_at) VALUES ($1, 'during', '2025-03-20')",
+                        &[&(100_000 + w)],
+                    )
+                    .await;
+                match r { Ok(_) => ok += 1, Err(e) => { failed += 1; eprintln!("insert failed: {e:?}"); } }
+                worst = worst.max(t.elapsed());
+            }
+            (ok, failed, worst)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let config = Config::from_toml(
+        "[[table]]\nstart = \"2025-03-01\"\npremake = 0\n[maintenance]\nmove_batch_rows = 300\n",
+    )
+    .unwrap();
+    let mut mc = db.client().await;
+    let (plan, report) = partition::maintain(
+        &mut mc,
+        &config.tables[0],
+        ts("2025-03-15T00:00:00Z"),
+        &config.maintenance,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed(), 0, "{:?}", report.results);
+    assert!(
+        matches!(plan.steps[0], partition::Step::Create { default_rows, .. } if default_rows >= 6000)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed, mut worst) = (0, 0, Duration::ZERO);
+    for w in writers {
+        let (o, f, t) = w.await.unwrap();
+        ok += o;
+        failed += f;
+        worst = worst.max(t);
+    }
+    eprintln!("inserts into the moving range: {ok} ok, {failed} failed, longest {worst:?}");
+    assert_eq!(failed, 0);
+    let total: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        total,
+        6000 + ok,
+        "every row, before and during, exactly once"
+    );
+    let distinct: i64 = c
+        .query_one("SELECT count(DISTINCT id) FROM audit_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct, total);
+    let in_default: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs_default", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_default, 0);
 }

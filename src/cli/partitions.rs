@@ -85,21 +85,20 @@ pub async fn apply(target: &Target, config: &Config, args: &PlanArgs, json: bool
     let spec = config.table(args.table.as_deref())?;
     let now = args.now.unwrap_or_else(Utc::now);
     let mut client = target.connect().await?;
-    let (plan, report) =
-        partition::maintain(&mut client, spec, now, &config.maintenance.lock, |r| {
-            if !json {
-                let status = if r.ok { "ok" } else { "FAILED" };
-                println!(
-                    "{status:>6}  {}  ({} ms)",
-                    partition::describe(&r.step),
-                    r.millis
-                );
-                if let Some(e) = &r.error {
-                    println!("        {e}");
-                }
+    let (plan, report) = partition::maintain(&mut client, spec, now, &config.maintenance, |r| {
+        if !json {
+            let status = if r.ok { "ok" } else { "FAILED" };
+            println!(
+                "{status:>6}  {}  ({} ms)",
+                partition::describe(&r.step),
+                r.millis
+            );
+            if let Some(e) = &r.error {
+                println!("        {e}");
             }
-        })
-        .await?;
+        }
+    })
+    .await?;
     if json {
         print_json(
             &json!({"table": spec.name.display_unquoted(), "now": now, "plan": plan, "results": report.results}),
@@ -186,7 +185,7 @@ pub async fn load(target: &Target, config: &Config, args: &LoadArgs, json: bool)
         let to = args.to.unwrap_or_else(Utc::now);
         let now = to.max(Utc::now());
         let (_, report) =
-            partition::maintain(&mut client, spec, now, &config.maintenance.lock, |_| {}).await?;
+            partition::maintain(&mut client, spec, now, &config.maintenance, |_| {}).await?;
         if report.failed() > 0 {
             return Err(Error::Failed(
                 "could not create the partitions for the load; run `strata maintain`".into(),

@@ -6,14 +6,12 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::catalog;
+use super::default_move::{self, BOUNDS_CHECK};
 use super::period::sql_timestamp;
 use super::planner::Step;
 use super::PartitionError;
-use crate::config::TableSpec;
+use crate::config::{MaintenanceConfig, TableSpec};
 use crate::db::{self, literal, DbError, Ident, LockPolicy, QualifiedName};
-
-/// Name of the temporary CHECK that lets ATTACH skip its validation scan.
-const BOUNDS_CHECK: &str = "strata_bounds";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StepResult {
@@ -66,13 +64,15 @@ pub fn step_sql(
                 ),
                 format!("ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} >= {f} AND {col} < {t})"),
             ];
+            if default.is_some() {
+                sql.push(hold_writers_at_parent(parent));
+            }
             if let (Some(default), true) = (default, *default_rows > 0) {
                 let cols = columns
                     .iter()
                     .map(|c| c.to_string())
                     .collect::<Vec<_>>()
                     .join(", ");
-                sql.push(format!("LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE"));
                 sql.push(format!(
                     "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} WHERE {col} >= {f} AND {col} < {t}"
                 ));
@@ -119,44 +119,54 @@ pub fn step_sql(
 
 /// Runs the plan's steps under the table's advisory lock. A step that fails
 /// (after its lock retries) is reported and the remaining steps still run:
-/// each is independent, and a failed step left nothing behind.
+/// each is independent, and a failed step left nothing behind (or, for a
+/// batched default-partition move, a marked staging table the next run resumes).
 pub async fn apply(
     client: &mut Client,
     spec: &TableSpec,
     steps: &[Step],
-    policy: &LockPolicy,
+    maintenance: &MaintenanceConfig,
     mut progress: impl FnMut(&StepResult),
 ) -> Result<ApplyReport, PartitionError> {
     let lock = format!("maintain:{}", spec.name.display_unquoted());
     if !db::try_advisory_lock(client, &lock).await? {
         return Err(PartitionError::AlreadyRunning(spec.name.display_unquoted()));
     }
-    let result = apply_locked(client, spec, steps, policy, &mut progress).await;
+    let result = apply_locked(client, spec, steps, maintenance, &mut progress).await;
     db::advisory_unlock(client, &lock).await?;
     result
+}
+
+struct Context<'a> {
+    spec: &'a TableSpec,
+    maintenance: &'a MaintenanceConfig,
+    default: Option<QualifiedName>,
+    columns: Vec<Ident>,
+    pk: Vec<Ident>,
 }
 
 async fn apply_locked(
     client: &mut Client,
     spec: &TableSpec,
     steps: &[Step],
-    policy: &LockPolicy,
+    maintenance: &MaintenanceConfig,
     progress: &mut impl FnMut(&StepResult),
 ) -> Result<ApplyReport, PartitionError> {
     let snap = catalog::snapshot(client, spec).await?;
-    let default = snap.default_partition().cloned();
-    let columns = catalog::insertable_columns(client, &spec.name).await?;
+    let ctx = Context {
+        spec,
+        maintenance,
+        default: snap.default_partition().cloned(),
+        columns: catalog::insertable_columns(client, &spec.name).await?,
+        pk: default_move::primary_key(client, &spec.name).await?,
+    };
     let mut report = ApplyReport::default();
     for step in steps {
         let started = Instant::now();
-        let sql = step_sql(spec, step, default.as_ref(), &columns, policy);
-        let what = describe(step);
-        let (conn, stmts): (&Client, &[String]) = (client, &sql);
-        let outcome = policy.run(&what, move || run_statements(conn, stmts)).await;
-        let error = match outcome {
+        let error = match run_step(client, &ctx, step).await {
             Ok(()) => None,
-            Err(e @ DbError::LockTimeout { .. }) => {
-                let holders = lock_holders(client, &spec.name, default.as_ref()).await;
+            Err(PartitionError::Db(e @ DbError::LockTimeout { .. })) => {
+                let holders = lock_holders(client, &spec.name, ctx.default.as_ref()).await;
                 Some(format!("{e}; {holders}"))
             }
             Err(e) => Some(e.to_string()),
@@ -171,6 +181,68 @@ async fn apply_locked(
         report.results.push(result);
     }
     Ok(report)
+}
+
+/// Runs `sql` (see [`run_statements`]) under the lock policy's retries.
+async fn retried(
+    client: &Client,
+    policy: &LockPolicy,
+    what: &str,
+    sql: &[String],
+) -> Result<(), DbError> {
+    policy.run(what, move || run_statements(client, sql)).await
+}
+
+async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(), PartitionError> {
+    let policy = &ctx.maintenance.lock;
+    let what = describe(step);
+    let Step::Create {
+        name,
+        from,
+        to,
+        default_rows,
+    } = step
+    else {
+        let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
+        return Ok(retried(client, policy, &what, &sql).await?);
+    };
+    let staged = default_move::existing(client, name).await?;
+    if staged == default_move::Existing::Other {
+        return Err(PartitionError::NameTaken(name.display_unquoted()));
+    }
+    let batched = staged == default_move::Existing::Staging
+        || (*default_rows as u64 > ctx.maintenance.move_batch_rows && !ctx.pk.is_empty());
+    let default = match (&ctx.default, batched) {
+        (Some(d), true) => d,
+        // Small moves (and tables without a primary key to reconcile by) go
+        // in one transaction: the lock on the default partition is short.
+        _ => {
+            let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
+            return Ok(retried(client, policy, &what, &sql).await?);
+        }
+    };
+    let mv = default_move::Move {
+        spec: ctx.spec,
+        name,
+        default,
+        from: *from,
+        to: *to,
+        columns: &ctx.columns,
+        pk: &ctx.pk,
+    };
+    if staged == default_move::Existing::None {
+        retried(client, policy, &what, &mv.create_staging_sql(policy)).await?;
+    }
+    let (blocks, rows_per_block) = default_move::default_blocks(client, default).await?;
+    let step_blocks =
+        ((ctx.maintenance.move_batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
+    let mut first = 0;
+    while first < blocks {
+        let copied = mv.copy_blocks(client, first, first + step_blocks).await?;
+        tracing::info!(partition = %name.display_unquoted(), first, copied, "copied a batch out of the default partition");
+        first += step_blocks;
+    }
+    Ok(retried(client, policy, &what, &mv.finish_sql(policy)).await?)
 }
 
 pub fn describe(step: &Step) -> String {
@@ -288,4 +360,15 @@ async fn lock_holders(
         Ok(_) => "the conflicting lock was released before it could be identified".into(),
         Err(e) => format!("could not list the lock holders: {e}"),
     }
+}
+
+/// With a default partition, ATTACH takes ACCESS EXCLUSIVE on it, and an
+/// INSERT that was already routed to the default partition and waits for
+/// that lock fails afterwards with SQLSTATE 23514 (the default's constraint
+/// changed under it). Holding the parent in SHARE ROW EXCLUSIVE makes writers
+/// wait *before* routing instead, so they route to the new partition once we
+/// commit: a wait of the step's length, never a failed insert. Readers are
+/// not blocked by this mode.
+pub(super) fn hold_writers_at_parent(parent: &QualifiedName) -> String {
+    format!("LOCK TABLE {parent} IN SHARE ROW EXCLUSIVE MODE")
 }

@@ -2,6 +2,7 @@
 //! steps without stalling writers.
 
 mod catalog;
+mod default_move;
 mod executor;
 pub mod period;
 mod planner;
@@ -15,8 +16,8 @@ pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapsho
 pub use executor::{apply, describe, step_sql, ApplyReport, StepResult};
 pub use planner::{plan, Bound, Conflict, ExistingPartition, Plan, Snapshot, Step};
 
-use crate::config::TableSpec;
-use crate::db::{DbError, IdentError, LockPolicy};
+use crate::config::{MaintenanceConfig, TableSpec};
+use crate::db::{DbError, IdentError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -32,6 +33,8 @@ pub enum PartitionError {
     NotPartitioned(String),
     #[error("partition maintenance of {0} is already running in another process")]
     AlreadyRunning(String),
+    #[error("a table named {0} already exists and is neither a partition of this table nor strata's staging table; rename or drop it")]
+    NameTaken(String),
     #[error("partition {partition} has a bound strata cannot read: {bound}")]
     UnknownBound { partition: String, bound: String },
 }
@@ -66,11 +69,11 @@ pub async fn maintain(
     client: &mut Client,
     spec: &TableSpec,
     now: DateTime<Utc>,
-    policy: &LockPolicy,
+    maintenance: &MaintenanceConfig,
     progress: impl FnMut(&StepResult),
 ) -> Result<(Plan, ApplyReport), PartitionError> {
     register(client, spec).await?;
     let plan = plan_now(client, spec, now).await?;
-    let report = apply(client, spec, &plan.steps, policy, progress).await?;
+    let report = apply(client, spec, &plan.steps, maintenance, progress).await?;
     Ok((plan, report))
 }
