@@ -58,9 +58,17 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Load(load::LoadError::Usage(_)) => EXIT_USAGE,
             Error::Precondition(_) => EXIT_PRECONDITION,
-            Error::Partition(P::AlreadyRunning(_) | P::NotFound(_) | P::NotPartitioned(_)) => {
-                EXIT_PRECONDITION
-            }
+            Error::Partition(
+                P::AlreadyRunning(_)
+                | P::NotFound(_)
+                | P::NotPartitioned(_)
+                | P::NameTaken(_)
+                | P::PartmanMissing
+                | P::PartmanVersion(_)
+                | P::PartmanExisting { .. }
+                | P::PartmanDefaultRows { .. },
+            ) => EXIT_PRECONDITION,
+            Error::Partition(P::PartmanNow) => EXIT_USAGE,
             Error::Schema(
                 schema::SchemaError::Edited { .. } | schema::SchemaError::Unknown { .. },
             ) => EXIT_PRECONDITION,

@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{print_json, LoadArgs, PlanArgs, Target};
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::format;
 use crate::load;
 use crate::partition::{self, period, Bound};
@@ -18,6 +18,17 @@ pub async fn plan(
     json: bool,
 ) -> Result<()> {
     let spec = config.table(args.table.as_deref())?;
+    if spec.backend == Backend::Partman {
+        let message = "backend = \"partman\": pg_partman decides the steps itself from the server clock; \
+                       `strata maintain` registers the table with create_parent (once), sets premake and retention \
+                       in part_config, and calls run_maintenance";
+        return if json {
+            print_json(&json!({"backend": "partman", "steps": [], "note": message}))
+        } else {
+            println!("{message}");
+            Ok(())
+        };
+    }
     let now = args.now.unwrap_or_else(Utc::now);
     let mut client = target.connect().await?;
     let snap = partition::snapshot(&mut client, spec).await?;
@@ -85,6 +96,27 @@ pub async fn apply(target: &Target, config: &Config, args: &PlanArgs, json: bool
     let spec = config.table(args.table.as_deref())?;
     let now = args.now.unwrap_or_else(Utc::now);
     let mut client = target.connect().await?;
+    if spec.backend == Backend::Partman {
+        if args.now.is_some() {
+            return Err(partition::PartitionError::PartmanNow.into());
+        }
+        partition::register(&client, spec).await?;
+        let pm = partition::partman::maintain(&mut client, spec, &config.maintenance.lock).await?;
+        let parts = partition::list(&mut client, spec, false).await?;
+        if json {
+            return print_json(
+                &json!({"table": spec.name.display_unquoted(), "backend": "partman",
+                "partman_version": pm.version, "partitions": parts.len()}),
+            );
+        }
+        println!(
+            "pg_partman {} maintained {}: {} partitions",
+            pm.version,
+            spec.name.display_unquoted(),
+            parts.len()
+        );
+        return Ok(());
+    }
     let (plan, report) = partition::maintain(&mut client, spec, now, &config.maintenance, |r| {
         if !json {
             let status = if r.ok { "ok" } else { "FAILED" };

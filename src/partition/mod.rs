@@ -4,6 +4,7 @@
 mod catalog;
 mod default_move;
 mod executor;
+pub mod partman;
 pub mod period;
 mod planner;
 #[cfg(test)]
@@ -16,7 +17,7 @@ pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapsho
 pub use executor::{apply, describe, step_sql, ApplyReport, StepResult};
 pub use planner::{plan, Bound, Conflict, ExistingPartition, Plan, Snapshot, Step};
 
-use crate::config::{MaintenanceConfig, TableSpec};
+use crate::config::{Backend, MaintenanceConfig, TableSpec};
 use crate::db::{DbError, IdentError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,25 @@ pub enum PartitionError {
     AlreadyRunning(String),
     #[error("a table named {0} already exists and is neither a partition of this table nor strata's staging table; rename or drop it")]
     NameTaken(String),
+    #[error(
+        "backend = \"partman\" needs the pg_partman extension, which this server does not have; \
+         install it (Debian/Ubuntu: apt-get install postgresql-15-partman) or use backend = \"native\""
+    )]
+    PartmanMissing,
+    #[error("pg_partman {0} is too old; strata supports 4.x and 5.x")]
+    PartmanVersion(String),
+    #[error(
+        "{table} already has {partitions} range partitions made without pg_partman; pg_partman can only adopt \
+         partitions named its way, so keep backend = \"native\" for this table"
+    )]
+    PartmanExisting { table: String, partitions: usize },
+    #[error(
+        "{default} holds {rows} rows and pg_partman 4.x must create its own default partition; run `strata \
+         maintain` with backend = \"native\" once to move them into partitions, then switch to partman"
+    )]
+    PartmanDefaultRows { default: String, rows: i64 },
+    #[error("pg_partman plans from the server clock; --now works only with backend = \"native\"")]
+    PartmanNow,
     #[error("partition {partition} has a bound strata cannot read: {bound}")]
     UnknownBound { partition: String, bound: String },
 }
@@ -65,6 +85,8 @@ pub async fn register(client: &Client, spec: &TableSpec) -> Result<(), Partition
 }
 
 /// Plans and applies in one go: what `strata maintain` does for partitions.
+/// With the pg_partman backend, `now` is ignored (partman uses the server
+/// clock) and the returned plan and report are empty.
 pub async fn maintain(
     client: &mut Client,
     spec: &TableSpec,
@@ -73,6 +95,11 @@ pub async fn maintain(
     progress: impl FnMut(&StepResult),
 ) -> Result<(Plan, ApplyReport), PartitionError> {
     register(client, spec).await?;
+    if spec.backend == Backend::Partman {
+        // pg_partman decides what to create and retain from the server clock.
+        partman::maintain(client, spec, &maintenance.lock).await?;
+        return Ok((Plan::default(), ApplyReport::default()));
+    }
     let plan = plan_now(client, spec, now).await?;
     let report = apply(client, spec, &plan.steps, maintenance, progress).await?;
     Ok((plan, report))

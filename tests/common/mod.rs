@@ -247,3 +247,28 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Whether the server offers `extension`. When it does not: with
+/// STRATA_REQUIRE_EXTENSIONS=1 (CI) the test fails; otherwise it is skipped
+/// with a message saying so.
+pub async fn require_extension(db: &TestDb, extension: &str) -> bool {
+    let available: bool = db
+        .client()
+        .await
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1)",
+            &[&extension],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if !available {
+        let required = std::env::var("STRATA_REQUIRE_EXTENSIONS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "extension {extension} is not installed and STRATA_REQUIRE_EXTENSIONS=1"
+        );
+        eprintln!("SKIPPED: extension {extension} is not installed (set STRATA_REQUIRE_EXTENSIONS=1 to fail instead)");
+    }
+    available
+}
