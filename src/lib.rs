@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod format;
+pub mod index;
 pub mod load;
 pub mod partition;
 pub mod progress;

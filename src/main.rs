@@ -3,6 +3,15 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    // Behave like a Unix tool when piped into `head`: end quietly on a
+    // closed pipe instead of panicking on the next print.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = strata::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

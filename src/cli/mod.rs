@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod indexes;
 mod local;
 mod partitions;
 mod target;
@@ -66,6 +67,25 @@ pub enum Command {
     },
     /// Partition maintenance: create ahead (premake), move rows out of the default partition, retention.
     Maintain(PlanArgs),
+    /// Plan or build strata's index set, online (CONCURRENTLY, partition by partition).
+    Indexes {
+        #[command(subcommand)]
+        action: IndexesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexesAction {
+    /// Show which indexes are missing, INVALID or in conflict.
+    Plan {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Build what is missing: ON ONLY the parent, then CONCURRENTLY per partition and ATTACH.
+    Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +216,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 PartitionsAction::List { table, exact } => {
                     partitions::list(&target, &config, table.as_deref(), *exact, cli.json).await
+                }
+            }
+        }
+        Command::Indexes { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                IndexesAction::Plan { table } => {
+                    indexes::plan(&target, &config, table.as_deref(), cli.json).await
+                }
+                IndexesAction::Apply { table } => {
+                    indexes::apply(&target, &config, table.as_deref(), cli.json).await
                 }
             }
         }

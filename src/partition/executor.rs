@@ -276,10 +276,10 @@ pub fn describe(step: &Step) -> String {
     }
 }
 
-/// Runs the statements of one step. Statements between BEGIN and COMMIT form
+/// Runs the statements of one step (any module's DDL uses this). Statements between BEGIN and COMMIT form
 /// one transaction; on any error it is rolled back, so a timed-out attempt
 /// leaves no half-made partition.
-pub(super) async fn run_statements(client: &Client, sql: &[String]) -> Result<(), DbError> {
+pub async fn run_statements(client: &Client, sql: &[String]) -> Result<(), DbError> {
     let mut in_tx = false;
     for stmt in sql {
         if let Err(e) = client.batch_execute(stmt).await {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapshot, PartitionInfo};
-pub use executor::{apply, describe, step_sql, ApplyReport, StepResult};
+pub use executor::{apply, describe, run_statements, step_sql, ApplyReport, StepResult};
 pub use planner::{plan, Bound, Conflict, ExistingPartition, Plan, Snapshot, Step};
 
 use crate::config::{Backend, MaintenanceConfig, TableSpec};
