@@ -18,7 +18,7 @@ pub use plan::{
     plan, ChildIndex, IndexConflict, IndexPlan, IndexSnapshot, IndexStep, ParentIndex,
     PartitionIndexes,
 };
-pub use set::{child_name, wanted, IndexDef, Method, DETAILS_OPCLASS};
+pub use set::{child_name, wanted, IndexDef, Method};
 
 use crate::config::TableSpec;
 use crate::db::{self, DbError, LockPolicy, QualifiedName};
@@ -54,6 +54,7 @@ pub async fn snapshot(
             method: r.get(1),
             valid: r.get(2),
             columns: r.get(3),
+            opclasses: r.get(4),
         })
         .collect();
     let parts = partition::snapshot(client, spec).await?;

@@ -13,6 +13,7 @@ pub struct ParentIndex {
     pub method: String,
     pub columns: Vec<String>,
     pub valid: bool,
+    pub opclasses: Vec<String>,
 }
 
 /// An index on one partition.
@@ -85,6 +86,23 @@ pub fn plan(table: &QualifiedName, wanted: &[IndexDef], snap: &IndexSnapshot) ->
             continue;
         }
         match snap.parent.iter().find(|p| p.name == def.name) {
+            Some(p)
+                if def.opclass.is_some()
+                    && p.method == def.method.keyword()
+                    && p.opclasses.first() != def.opclass.as_ref() =>
+            {
+                out.conflicts.push(IndexConflict {
+                    name: def.name.clone(),
+                    reason: format!(
+                        "uses operator class {} but the configuration asks for {}; rebuild it (drop it and run \
+                         `strata indexes apply`) or set details_opclass = \"{}\"",
+                        p.opclasses.first().map(String::as_str).unwrap_or("?"),
+                        def.opclass.as_deref().unwrap_or("?"),
+                        p.opclasses.first().map(String::as_str).unwrap_or("?"),
+                    ),
+                });
+                continue;
+            }
             Some(p) if p.method != def.method.keyword() || p.columns != key_columns(def) => {
                 out.conflicts.push(IndexConflict {
                     name: def.name.clone(),
@@ -203,6 +221,7 @@ mod tests {
                     method: d.method.keyword().into(),
                     columns: d.columns.clone(),
                     valid: true,
+                    opclasses: d.opclass.iter().cloned().collect(),
                 })
                 .collect(),
             partitions: parts
@@ -312,5 +331,38 @@ mod tests {
         let p = plan(&spec.name, &wanted(&spec), &snap);
         assert_eq!(p.skipped, vec!["idx_audit_logs_search_vector_gin"]);
         assert!(p.steps.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod opclass_tests {
+    use super::super::set::wanted;
+    use super::*;
+    use crate::config::{GinOpclass, TableSpec};
+
+    #[test]
+    fn an_operator_class_mismatch_is_a_conflict() {
+        let mut spec = TableSpec::seed_default();
+        let snap = IndexSnapshot {
+            columns: vec!["details".into()],
+            parent: vec![ParentIndex {
+                name: "idx_audit_logs_details_gin".into(),
+                method: "gin".into(),
+                columns: vec!["details".into()],
+                valid: true,
+                opclasses: vec!["jsonb_ops".into()],
+            }],
+            partitions: vec![],
+        };
+        let p = plan(&spec.name, &wanted(&spec), &snap);
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(
+            p.conflicts[0].reason.contains("jsonb_ops"),
+            "{:?}",
+            p.conflicts
+        );
+        spec.details_opclass = GinOpclass::JsonbOps;
+        let p = plan(&spec.name, &wanted(&spec), &snap);
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
     }
 }

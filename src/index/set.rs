@@ -42,6 +42,8 @@ pub struct IndexDef {
     pub columns: Vec<String>,
     /// Storage parameters, `key = value` pairs of fixed keywords.
     pub with: Vec<(String, String)>,
+    /// Operator class of the first key, when it matters.
+    pub opclass: Option<String>,
 }
 
 impl IndexDef {
@@ -61,10 +63,6 @@ impl IndexDef {
     }
 }
 
-/// GIN operator class for `details`. See ARCHITECTURE.md "Index set" for the
-/// measurement behind the choice.
-pub const DETAILS_OPCLASS: &str = "jsonb_ops";
-
 fn ident(s: &str) -> String {
     Ident::new(s).expect("static column name").to_string()
 }
@@ -80,6 +78,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
         keys: ident(col),
         columns: vec![col.into()],
         with: vec![],
+        opclass: None,
     };
     vec![
         IndexDef {
@@ -94,6 +93,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
                 ),
                 ("autosummarize".into(), "on".into()),
             ],
+            opclass: None,
         },
         btree("user_id", "user_id"),
         btree("action", "action"),
@@ -104,17 +104,15 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
             keys: format!("{}, {time} DESC", ident("user_id")),
             columns: vec!["user_id".into(), spec.time_column.as_str().into()],
             with: vec![],
+            opclass: None,
         },
         IndexDef {
             name: name("details_gin"),
             method: Method::Gin,
-            keys: if DETAILS_OPCLASS == "jsonb_ops" {
-                ident("details")
-            } else {
-                format!("{} {DETAILS_OPCLASS}", ident("details"))
-            },
+            keys: format!("{} {}", ident("details"), spec.details_opclass.keyword()),
             columns: vec!["details".into()],
             with: vec![("fastupdate".into(), "on".into())],
+            opclass: Some(spec.details_opclass.keyword().into()),
         },
         IndexDef {
             name: name("search_vector_gin"),
@@ -122,6 +120,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
             keys: ident("search_vector"),
             columns: vec!["search_vector".into()],
             with: vec![],
+            opclass: None,
         },
     ]
 }

@@ -35,7 +35,11 @@ CREATE INDEX idx_audit_logs_user_id ON public.audit_logs (user_id);
 CREATE INDEX idx_audit_logs_action ON public.audit_logs (action);
 CREATE INDEX idx_audit_logs_severity ON public.audit_logs (severity);
 CREATE INDEX idx_audit_logs_user_id_created_at ON public.audit_logs (user_id, created_at DESC);
-CREATE INDEX idx_audit_logs_details_gin ON public.audit_logs USING GIN (details) WITH (fastupdate = on);
+-- jsonb_path_ops, not the default jsonb_ops: measured at 1M documents it builds
+-- 2.3x faster, is 35% smaller, ingests 1.5x faster and answers @> as fast or
+-- faster; it does not serve the key-existence operators (?, ?|, ?&).
+-- See ARCHITECTURE.md "Index set" and bench/gin_opclass.sql.
+CREATE INDEX idx_audit_logs_details_gin ON public.audit_logs USING GIN (details jsonb_path_ops) WITH (fastupdate = on);
 CREATE INDEX idx_audit_logs_search_vector_gin ON public.audit_logs USING GIN (search_vector);
 
 CREATE TABLE public.audit_logs_default PARTITION OF public.audit_logs DEFAULT;
