@@ -70,6 +70,16 @@ pub async fn run(
         ));
         None
     } else {
+        if existing > 0 && !target.local && !reload {
+            // Someone else's database: never throw their rows away unasked.
+            return Err(crate::Error::Precondition(format!(
+                "{} on {} already holds {} rows; the demo would replace them. Run it on the local \
+                 cluster (no --database-url), or pass --reload to truncate the table and load again",
+                spec.name.display_unquoted(),
+                crate::db::redact_url(&target.url),
+                format::count(existing as u64)
+            )));
+        }
         if existing > 0 {
             say(&format!(
                 "removing the {} rows of an earlier run",

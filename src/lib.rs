@@ -64,6 +64,7 @@ impl Error {
                 | P::NotFound(_)
                 | P::NotPartitioned(_)
                 | P::NameTaken(_)
+                | P::BadKey { .. }
                 | P::PartmanMissing
                 | P::PartmanVersion(_)
                 | P::PartmanExisting { .. }

@@ -76,6 +76,21 @@ fn start_is_idempotent_survives_a_stale_pid_file_and_destroy_cleans_up() {
     let status = json(&strata(&home, &["--json", "local", "status"]));
     assert_eq!(status["running"], true);
 
+    // A plain crash: the PID in the file is dead. The postmaster replaces
+    // such a file itself (after its own shared-memory check).
+    json(&strata(&home, &["--json", "local", "stop"]));
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pid_file, format!("{dead_pid}\n{}\n", data.display())).unwrap();
+    let status = json(&strata(&home, &["--json", "local", "status"]));
+    assert_eq!(
+        status["running"], false,
+        "a dead PID is not a running server"
+    );
+    let restarted = json(&strata(&home, &["--json", "local", "start"]));
+    assert_eq!(restarted["running"], true);
+
     let refused = strata(&home, &["local", "destroy"]);
     assert_eq!(
         refused.status.code(),

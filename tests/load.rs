@@ -237,3 +237,56 @@ async fn the_demo_counts_add_up_and_a_second_run_reuses_the_data() {
     assert!(v2["loaded"].is_null(), "the second run reuses the rows");
     assert_eq!(v2["rows"], 3000);
 }
+
+#[tokio::test]
+async fn the_demo_never_truncates_a_users_table_unasked() {
+    let db = TestDb::migrated().await;
+    let first = strata(&db, &["--json", "demo", "--rows", "2000"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // A different row count would mean reloading: on a database given by
+    // URL that needs --reload.
+    let refused = strata(&db, &["demo", "--rows", "1000"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--reload"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_logs").await, 2000);
+    let reloaded = strata(&db, &["--json", "demo", "--rows", "1000", "--reload"]);
+    assert!(reloaded.status.success(), "{}", stderr(&reloaded));
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_logs").await, 1000);
+}
+
+#[tokio::test]
+async fn bad_bytes_and_multi_line_csv_records_are_reported_at_their_line() {
+    let db = TestDb::migrated().await;
+    let mut bytes = [ndjson_line(1), ndjson_line(2)].join("\n").into_bytes();
+    bytes.extend_from_slice(b"\n{\"user_id\":3,\"action\":\"\xff\xfe\"}\n");
+    bytes.extend_from_slice(ndjson_line(4).as_bytes());
+    let path = write("latin1.ndjson", "");
+    std::fs::write(&path, bytes).unwrap();
+    let out = strata(&db, &["load", "--file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 3") && stderr(&out).contains("UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+    let skipped = strata(
+        &db,
+        &["load", "--file", path.to_str().unwrap(), "--skip-bad"],
+    );
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_logs").await, 3);
+
+    // Record 2 spans lines 3-4 (a quoted newline); record 3 on line 5 is bad.
+    let csv = "user_id,action,user_agent,created_at\n\
+               1,user.login,curl,2025-03-05T10:00:00Z\n\
+               2,user.login,\"two\nlines\",2025-03-05T10:00:00Z\n\
+               3,user.login,curl,not-a-time\n";
+    let path = write("multi.csv", csv);
+    let out = strata(&db, &["load", "--file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 5"), "{}", stderr(&out));
+}

@@ -244,7 +244,8 @@ async fn a_second_maintain_exits_3_while_the_first_runs() {
     loop {
         let held: i64 = c
             .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[],
             )
             .await
@@ -676,4 +677,41 @@ async fn writers_into_the_moving_range_lose_nothing_during_a_batched_move() {
         .unwrap()
         .get(0);
     assert_eq!(in_default, 0);
+}
+
+#[tokio::test]
+async fn a_key_strata_cannot_plan_for_is_refused_with_the_key_named() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE naive_logs (id bigint, created_at timestamp NOT NULL) PARTITION BY RANGE (created_at);
+         CREATE TABLE by_id (id bigint, created_at timestamptz NOT NULL) PARTITION BY RANGE (id);",
+    )
+    .await
+    .unwrap();
+    for (table, found) in [
+        (
+            "naive_logs",
+            "RANGE created_at (timestamp without time zone)",
+        ),
+        ("by_id", "RANGE id (bigint)"),
+    ] {
+        let config = write_config(
+            &format!("{table}.toml"),
+            &format!("[[table]]\nname = \"{table}\"\n"),
+        );
+        let out = common::strata(&db, &["--config", &config, "maintain"]);
+        assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
+        let err = common::stderr(&out);
+        assert!(err.contains(found), "{err}");
+        let made: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(made, 0, "nothing was created for {table}");
+    }
 }

@@ -189,7 +189,17 @@ pub fn parse_when(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let env = std::env::vars().filter(|(k, _)| k.starts_with("STRATA_"));
+    // vars_os: a non-UTF-8 variable elsewhere in the environment must not
+    // abort strata; a non-UTF-8 STRATA_* value is reported as such.
+    let env = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("STRATA_")))
+        .map(|(k, v)| {
+            let k = k.to_string_lossy().into_owned();
+            let v = v
+                .into_string()
+                .unwrap_or_else(|v| v.to_string_lossy().into_owned());
+            (k, v)
+        });
     let config = Config::load(cli.config.as_deref(), env)?;
     match &cli.command {
         Command::Local { action } => local::run(action, cli.json).await,

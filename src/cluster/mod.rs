@@ -54,6 +54,11 @@ pub enum ClusterError {
         "cluster state {path} is unreadable ({message}); run `strata local destroy` to start over"
     )]
     State { path: PathBuf, message: String },
+    #[error(
+        "{0} holds a PostgreSQL cluster that has run before, but its state file is missing; strata will not \
+         delete it. Move it away (or delete it yourself) and run the command again"
+    )]
+    Orphaned(PathBuf),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
@@ -240,6 +245,11 @@ impl LocalCluster {
             profile: self.profile,
         };
         let data = state.data_dir();
+        if data.join("postmaster.opts").exists() {
+            // Written at a server's first start: this is no interrupted
+            // init but a cluster someone used.
+            return Err(ClusterError::Orphaned(data));
+        }
         if data.exists() {
             // A half-made data folder from an interrupted init: initdb refuses
             // a non-empty folder, and nothing in it is worth keeping.

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{io, ClusterError, ClusterState};
@@ -142,24 +142,16 @@ pub fn pg_ctl_status(state: &ClusterState) -> Result<bool, ClusterError> {
     Ok(out.status.code() == Some(0))
 }
 
-/// A `postmaster.pid` left by a crash (or a reboot) whose process is gone, or
-/// whose PID now belongs to an unrelated process, would make the server
-/// refuse to start. Remove it when it is provably stale.
+/// A `postmaster.pid` whose PID now belongs to an unrelated process (after a
+/// reboot, PIDs are reused) makes the server refuse to start: it sees a live
+/// PID and assumes another postmaster. Remove it in that case only. A file
+/// whose PID is dead is left alone: the postmaster replaces it itself, after
+/// checking that no orphaned backend still uses the old shared memory, a
+/// check strata must not bypass.
 pub fn remove_stale_pid_file(data: &Path) -> Result<(), ClusterError> {
     let pid_file = data.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else {
-        return Ok(());
-    };
-    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
-    let alive_postgres = pid.is_some_and(|pid| {
-        fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|comm| {
-                comm.trim().starts_with("postgres") || comm.trim().starts_with("postmaster")
-            })
-            .unwrap_or(false)
-    });
-    if !alive_postgres {
-        tracing::warn!(path = %pid_file.display(), "removing a stale postmaster.pid left by a crash");
+    if pid_file_owner(data) == PidOwner::Other {
+        tracing::warn!(path = %pid_file.display(), "removing a postmaster.pid whose PID belongs to another program");
         fs::remove_file(&pid_file).map_err(io(format!("removing {}", pid_file.display())))?;
     }
     Ok(())
@@ -168,26 +160,41 @@ pub fn remove_stale_pid_file(data: &Path) -> Result<(), ClusterError> {
 #[derive(Debug, PartialEq, Eq)]
 enum PidOwner {
     NoFile,
+    /// The postmaster of this data folder.
     Postgres,
-    /// The PID is gone, unreadable, or belongs to another program.
-    Stale,
+    /// No such process (left by a crash).
+    Dead,
+    /// A live process that is not this folder's postmaster.
+    Other,
 }
 
 fn pid_file_owner(data: &Path) -> PidOwner {
     let Ok(text) = fs::read_to_string(data.join("postmaster.pid")) else {
         return PidOwner::NoFile;
     };
-    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
-    let postgres = pid.is_some_and(|pid| {
-        fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|comm| {
-                comm.trim().starts_with("postgres") || comm.trim().starts_with("postmaster")
-            })
-            .unwrap_or(false)
-    });
-    if postgres {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return PidOwner::Other;
+    };
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if !proc_dir.exists() {
+        return PidOwner::Dead;
+    }
+    // The postmaster's working directory is its data folder; a reused PID
+    // (even another cluster's postgres) has a different one.
+    let ours = match fs::read_link(proc_dir.join("cwd")) {
+        Ok(cwd) => fs::canonicalize(data).is_ok_and(|d| d == cwd),
+        // Not ours to inspect (another user): fall back to the program name.
+        Err(_) => fs::read_to_string(proc_dir.join("comm")).is_ok_and(|comm| {
+            comm.trim().starts_with("postgres") || comm.trim().starts_with("postmaster")
+        }),
+    };
+    if ours {
         PidOwner::Postgres
     } else {
-        PidOwner::Stale
+        PidOwner::Other
     }
 }

@@ -59,7 +59,23 @@ impl LockPolicy {
     /// Runs `op` until it succeeds, fails with something other than a lock
     /// timeout, or runs out of attempts. `op` must be safe to repeat: it should
     /// run in its own transaction so a timed-out attempt leaves nothing behind.
-    pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, DbError>
+    pub async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        self.run_with(what, is_lock_timeout, op).await
+    }
+
+    /// [`LockPolicy::run`] with a caller-supplied test for "this was a lock
+    /// timeout", for code (such as extension functions) that re-raises it
+    /// under another SQLSTATE.
+    pub async fn run_with<T, F, Fut>(
+        &self,
+        what: &str,
+        retryable: fn(&DbError) -> bool,
+        mut op: F,
+    ) -> Result<T, DbError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
@@ -68,7 +84,7 @@ impl LockPolicy {
         for attempt in 0..self.attempts.max(1) {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if is_lock_timeout(&e) => {
+                Err(e) if retryable(&e) => {
                     last = lock_detail(&e);
                     tracing::info!(what, attempt = attempt + 1, "lock not available, retrying");
                     if attempt + 1 < self.attempts {

@@ -187,6 +187,18 @@ pub async fn apply(
             spec.name.display_unquoted()
         )));
     }
+    let results = apply_locked(client, spec, steps, policy, &mut progress).await;
+    db::advisory_unlock(client, &lock).await?;
+    results
+}
+
+async fn apply_locked(
+    client: &mut Client,
+    spec: &TableSpec,
+    steps: &[IndexStep],
+    policy: &LockPolicy,
+    progress: &mut impl FnMut(usize, &IndexStepResult),
+) -> Result<Vec<IndexStepResult>, PartitionError> {
     let mut results = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let started = Instant::now();
@@ -229,6 +241,5 @@ pub async fn apply(
             break;
         }
     }
-    db::advisory_unlock(client, &lock).await?;
     Ok(results)
 }

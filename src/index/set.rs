@@ -71,7 +71,7 @@ fn ident(s: &str) -> String {
 pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
     let table = spec.name.name.as_str();
     let time = spec.time_column.to_string();
-    let name = |suffix: &str| format!("idx_{table}_{suffix}");
+    let name = |suffix: &str| fit_name(&format!("idx_{table}_{suffix}"));
     let btree = |suffix: &str, col: &str| IndexDef {
         name: name(suffix),
         method: Method::Btree,
@@ -131,9 +131,14 @@ pub fn child_name(partition: &str, parent_index: &str, table: &str) -> String {
     let suffix = parent_index
         .strip_prefix(&format!("idx_{table}_"))
         .unwrap_or(parent_index);
-    let full = format!("{partition}_{suffix}");
+    fit_name(&format!("{partition}_{suffix}"))
+}
+
+/// `full` if it fits an identifier (63 bytes), else a prefix of it plus a
+/// short hash of the whole, so distinct long names stay distinct.
+pub fn fit_name(full: &str) -> String {
     if full.len() <= crate::db::MAX_IDENT_BYTES {
-        return full;
+        return full.to_string();
     }
     use sha2::{Digest, Sha256};
     let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);

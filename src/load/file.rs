@@ -95,6 +95,10 @@ impl RowSource {
             self.line += 1;
             let parsed: Result<InputRow, String> = match &mut self.inner {
                 Inner::Ndjson(lines) => match lines.next()? {
+                    // The line was consumed; only its bytes were wrong.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        Err("the line is not valid UTF-8".to_string())
+                    }
                     Err(e) => {
                         return Some(Err(LoadError::Read {
                             path: self.path.clone(),
@@ -104,10 +108,28 @@ impl RowSource {
                     Ok(l) if l.trim().is_empty() => continue,
                     Ok(l) => serde_json::from_str(&l).map_err(|e| e.to_string()),
                 },
-                Inner::Csv(records, headers) => match records.next()? {
-                    Err(e) => Err(e.to_string()),
-                    Ok(rec) => csv_row(headers, &rec),
-                },
+                Inner::Csv(records, headers) => {
+                    let next = records.next()?;
+                    // A quoted field may span lines: the record's own start
+                    // line is what the user needs to find it.
+                    let at = match &next {
+                        Ok(rec) => rec.position().map(|p| p.line()),
+                        Err(e) => e.position().map(|p| p.line()),
+                    };
+                    if let Some(line) = at {
+                        self.line = line;
+                    }
+                    match next {
+                        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                            return Some(Err(LoadError::Read {
+                                path: self.path.clone(),
+                                source: std::io::Error::other(e.to_string()),
+                            }))
+                        }
+                        Err(e) => Err(e.to_string()),
+                        Ok(rec) => csv_row(headers, &rec),
+                    }
+                }
             };
             return Some(parsed.and_then(InputRow::validate).map_err(|m| self.bad(m)));
         }
@@ -137,5 +159,7 @@ fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<Input
             headers.len()
         ));
     }
-    serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| e.to_string())
+    // Through text, because `details` is kept as raw JSON text.
+    let text = serde_json::Value::Object(obj).to_string();
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }

@@ -143,7 +143,7 @@ impl Generator {
             action: action.to_string(),
             resource_type: Some(resource_type.to_string()),
             resource_id: Some(r.gen_range(1..1_000_000)),
-            details: Some(details),
+            details: Some(details.to_string()),
             ip_address: Some(ip_address),
             user_agent: Some(AGENTS[r.gen_range(0..AGENTS.len())].to_string()),
             status: Some(status.to_string()),

@@ -176,7 +176,9 @@ pub async fn load_file(
                     row.encode(&mut buf);
                     n += 1;
                 }
-                Some(Err(e)) if skip_bad => {
+                // A read error is the file's, not a line's: never skippable
+                // (the reader would fail the same way forever).
+                Some(Err(e)) if skip_bad && matches!(e, LoadError::BadLine { .. }) => {
                     tracing::warn!("{e}; skipped");
                     skipped += 1;
                 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
 /// Columns the loader writes, in COPY order. `id` comes from the sequence and
@@ -23,7 +23,9 @@ pub struct AuditRow {
     pub action: String,
     pub resource_type: Option<String>,
     pub resource_id: Option<i64>,
-    pub details: Option<serde_json::Value>,
+    /// JSON text exactly as given: re-serialising through `serde_json::Value`
+    /// would round large numbers to f64 and reorder nothing useful.
+    pub details: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub status: Option<String>,
@@ -47,7 +49,7 @@ pub struct InputRow {
     #[serde(default)]
     pub resource_id: Option<i64>,
     #[serde(default)]
-    pub details: Option<serde_json::Value>,
+    pub details: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     pub ip_address: Option<String>,
     #[serde(default)]
@@ -80,23 +82,32 @@ pub fn valid_inet(s: &str) -> bool {
         return false;
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+    // Digits only: `parse` would also take "+8", which inet refuses.
+    prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u8>().is_ok_and(|p| p <= max)
+    })
 }
 
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    // PostgreSQL's own output format: "2025-03-01 12:00:00+00".
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-            return Ok(t.with_timezone(&Utc));
+    let parsed = DateTime::parse_from_rfc3339(s).ok().or_else(|| {
+        // PostgreSQL's own output format: "2025-03-01 12:00:00+00".
+        ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"]
+            .iter()
+            .find_map(|fmt| DateTime::parse_from_str(s, fmt).ok())
+    });
+    match parsed {
+        // PostgreSQL has no year 0 (1 BC comes before 1 AD).
+        Some(t) if t.with_timezone(&Utc).year() < 1 => {
+            Err(format!("created_at {s:?} is before the year 1"))
         }
+        Some(t) => Ok(t.with_timezone(&Utc)),
+        None => Err(format!(
+            "created_at {s:?} is not a timestamp with a time zone (e.g. 2025-03-01T12:00:00Z)"
+        )),
     }
-    Err(format!(
-        "created_at {s:?} is not a timestamp with a time zone (e.g. 2025-03-01T12:00:00Z)"
-    ))
 }
 
 impl InputRow {
@@ -120,16 +131,26 @@ impl InputRow {
             Some(s) => parse_time(&s)?,
             None => return Err("created_at is missing (it is NOT NULL)".into()),
         };
-        let details = match self.details {
-            // CSV carries JSON as text.
-            Some(serde_json::Value::String(s)) if s.trim_start().starts_with(['{', '[']) => Some(
-                serde_json::from_str(&s).map_err(|e| format!("details is not valid JSON: {e}"))?,
-            ),
-            Some(serde_json::Value::Null) | None => None,
-            Some(v) => Some(v),
+        let details = match self.details.as_deref().map(|raw| raw.get().trim()) {
+            None | Some("null") => None,
+            // CSV carries JSON as text, and so does NDJSON written by tools
+            // that stringify nested objects.
+            Some(text) if text.starts_with('"') => {
+                let inner: String =
+                    serde_json::from_str(text).map_err(|e| format!("details: {e}"))?;
+                let inner = inner.trim();
+                if inner.starts_with(['{', '[']) {
+                    serde_json::from_str::<&serde_json::value::RawValue>(inner)
+                        .map_err(|e| format!("details is not valid JSON: {e}"))?;
+                    Some(inner.to_string())
+                } else {
+                    Some(text.to_string())
+                }
+            }
+            Some(text) => Some(text.to_string()),
         };
         if let Some(d) = &details {
-            if d.to_string().contains("\\u0000") {
+            if d.contains("\\u0000") {
                 return Err("details contains a NUL character, which jsonb cannot store".into());
             }
         }
@@ -184,7 +205,7 @@ impl AuditRow {
         }
         buf.push('\t');
         match &self.details {
-            Some(d) => push_text(buf, &d.to_string()),
+            Some(d) => push_text(buf, d),
             None => buf.push_str("\\N"),
         }
         buf.push('\t');
@@ -260,6 +281,36 @@ mod tests {
         assert!(valid_inet("::1"));
         assert!(!valid_inet("10.0.0.0/33"));
         assert!(!valid_inet("example.com"));
+        assert!(!valid_inet("10.0.0.0/+8"), "inet refuses a signed prefix");
+        assert!(!valid_inet("10.0.0.0/"));
+    }
+
+    #[test]
+    fn details_keep_their_exact_text() {
+        // 2^63 + 1 does not fit an f64; jsonb stores it exactly, so must we.
+        let row = input(
+            r#"{"user_id":1,"action":"x","details":{"big":9223372036854775809,"f":0.1000000000000000055511151231257827},
+                "created_at":"2025-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            row.details.as_deref(),
+            Some(r#"{"big":9223372036854775809,"f":0.1000000000000000055511151231257827}"#)
+        );
+        let stringified = input(
+            r#"{"user_id":1,"action":"x","details":"{\"a\": 1}","created_at":"2025-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(stringified.details.as_deref(), Some(r#"{"a": 1}"#));
+        let e = input(r#"{"user_id":1,"action":"x","details":{"a":"\u0000"},"created_at":"2025-01-01T00:00:00Z"}"#)
+            .unwrap_err();
+        assert!(e.contains("NUL"), "{e}");
+    }
+
+    #[test]
+    fn year_zero_is_refused() {
+        let e = parse_time("0000-06-01T00:00:00Z").unwrap_err();
+        assert!(e.contains("before the year 1"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,54 @@ pub async fn resolve_parent(client: &Client, table: &QualifiedName) -> Result<u3
     Ok(row.get(0))
 }
 
+/// The planner computes UTC bounds for a `timestamptz` range key on the
+/// configured column; any other key would get bounds that mean something
+/// else (or fail as SQL), so it is refused up front.
+async fn check_key(client: &Client, parent: u32, spec: &TableSpec) -> Result<(), PartitionError> {
+    let rows = client
+        .query(
+            "SELECT pt.partstrat::text, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+               FROM pg_catalog.pg_partitioned_table pt
+               LEFT JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = pt.partrelid AND a.attnum = ANY (pt.partattrs::int2[])
+              WHERE pt.partrelid = $1",
+            &[&parent],
+        )
+        .await
+        .map_err(DbError::query("reading the partition key"))?;
+    let key: Vec<(String, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let ok = matches!(key.as_slice(), [(strat, Some(col), Some(ty))]
+        if strat == "r" && col == spec.time_column.as_str() && ty == "timestamp with time zone");
+    if ok {
+        return Ok(());
+    }
+    let found = key
+        .iter()
+        .map(|(s, c, t)| {
+            format!(
+                "{} {} ({})",
+                match s.as_str() {
+                    "r" => "RANGE",
+                    "l" => "LIST",
+                    "h" => "HASH",
+                    _ => "?",
+                },
+                c.as_deref().unwrap_or("an expression"),
+                t.as_deref().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(PartitionError::BadKey {
+        table: spec.name.display_unquoted(),
+        column: spec.time_column.as_str().to_string(),
+        found,
+    })
+}
+
 /// Parses `pg_get_expr(relpartbound)` output rendered with `TimeZone = UTC`.
 pub fn parse_bound(expr: &str) -> Option<Bound> {
     if expr.trim() == "DEFAULT" {
@@ -72,6 +120,7 @@ fn trunc_unit(interval: Interval) -> &'static str {
 /// Partitions and default-partition contents of the managed table.
 pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot, PartitionError> {
     let parent = resolve_parent(client, &spec.name).await?;
+    check_key(client, parent, spec).await?;
     let tx = client
         .transaction()
         .await

@@ -370,5 +370,5 @@ async fn lock_holders(
 /// commit: a wait of the step's length, never a failed insert. Readers are
 /// not blocked by this mode.
 pub(super) fn hold_writers_at_parent(parent: &QualifiedName) -> String {
-    format!("LOCK TABLE {parent} IN SHARE ROW EXCLUSIVE MODE")
+    format!("LOCK TABLE ONLY {parent} IN SHARE ROW EXCLUSIVE MODE")
 }

@@ -55,6 +55,15 @@ pub enum PartitionError {
     PartmanDefaultRows { default: String, rows: i64 },
     #[error("pg_partman plans from the server clock; --now works only with backend = \"native\"")]
     PartmanNow,
+    #[error(
+        "{table} must be partitioned BY RANGE ({column}) on a timestamptz column (time_column in strata.toml), \
+         but its key is {found}"
+    )]
+    BadKey {
+        table: String,
+        column: String,
+        found: String,
+    },
     #[error("partition {partition} has a bound strata cannot read: {bound}")]
     UnknownBound { partition: String, bound: String },
 }

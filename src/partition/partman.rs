@@ -180,18 +180,19 @@ async fn create_parent(
         args.push("p_type := 'native'".into());
         if let Some(d) = &default {
             // 4.x always creates `<parent>_default` and cannot be told not
-            // to; an empty default partition is dropped so it can.
-            let rows: i64 = client
-                .query_one(&format!("SELECT count(*) FROM {d}"), &[])
-                .await
-                .map_err(DbError::query("counting the default partition"))?
-                .get(0);
-            if rows > 0 {
-                return Err(PartitionError::PartmanDefaultRows {
-                    default: d.display_unquoted(),
-                    rows,
-                });
-            }
+            // to; an empty default partition is dropped so it can. The
+            // emptiness check runs inside the transaction, after the parent
+            // is locked, so no row can slip into the default between the
+            // check and the DROP (which needs this lock anyway).
+            sql.push(format!(
+                "LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE",
+                spec.name
+            ));
+            sql.push(format!(
+                "DO $strata$ BEGIN IF EXISTS (SELECT 1 FROM {d}) THEN \
+                 RAISE EXCEPTION 'default partition holds rows' USING ERRCODE = '{DEFAULT_NOT_EMPTY}'; \
+                 END IF; END $strata$"
+            ));
             sql.push(format!("DROP TABLE {d}"));
         }
     }
@@ -203,12 +204,48 @@ async fn create_parent(
     sql.push("COMMIT".into());
     let stmts: &[String] = &sql;
     let c: &Client = client;
-    policy
-        .run("pg_partman create_parent", move || {
-            super::executor::run_statements(c, stmts)
-        })
-        .await?;
-    Ok(())
+    let result = policy
+        .run_with(
+            "pg_partman create_parent",
+            is_partman_lock_timeout,
+            move || super::executor::run_statements(c, stmts),
+        )
+        .await;
+    match (result, &default) {
+        (Err(e), Some(d)) if e.code().map(|c| c.code()) == Some(DEFAULT_NOT_EMPTY) => {
+            let rows: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {d}"), &[])
+                .await
+                .map_err(DbError::query("counting the default partition"))?
+                .get(0);
+            Err(PartitionError::PartmanDefaultRows {
+                default: d.display_unquoted(),
+                rows,
+            })
+        }
+        (r, _) => Ok(r?),
+    }
+}
+
+/// SQLSTATE strata raises when pg_partman 4.x would have to drop a default
+/// partition that holds rows.
+const DEFAULT_NOT_EMPTY: &str = "SA001";
+
+/// pg_partman catches errors inside its functions and re-raises them as
+/// `P0001` with the original text, so a lock timeout inside
+/// `run_maintenance` loses its SQLSTATE; recognise it by its message.
+fn is_partman_lock_timeout(e: &DbError) -> bool {
+    if crate::db::is_lock_timeout(e) {
+        return true;
+    }
+    match e {
+        DbError::Query { source, .. } => source.as_db_error().is_some_and(|d| {
+            d.code().code() == "P0001"
+                && (d.message().contains("lock timeout")
+                    || d.message().contains("could not obtain lock"))
+        }),
+        _ => false,
+    }
 }
 
 /// `run_maintenance` for this table, under lock_timeout and retries.
@@ -231,9 +268,11 @@ pub async fn run_maintenance(
     ];
     let stmts: &[String] = &sql;
     policy
-        .run("pg_partman run_maintenance", move || {
-            super::executor::run_statements(client, stmts)
-        })
+        .run_with(
+            "pg_partman run_maintenance",
+            is_partman_lock_timeout,
+            move || super::executor::run_statements(client, stmts),
+        )
         .await?;
     Ok(())
 }
