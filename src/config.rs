@@ -207,6 +207,10 @@ pub struct MaintenanceConfig {
     pub lock: LockPolicy,
     /// Rows per committed batch when moving rows out of the default partition.
     pub move_batch_rows: u64,
+    /// Finished jobs kept in `strata.jobs`: at most this many per kind...
+    pub job_history: u64,
+    /// ...and none older than this many days.
+    pub job_history_days: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -216,6 +220,8 @@ impl Default for MaintenanceConfig {
             vacuum_schedule: "0 3 * * 0".into(),
             lock: LockPolicy::default(),
             move_batch_rows: 10_000,
+            job_history: 1000,
+            job_history_days: 90,
         }
     }
 }
@@ -290,6 +296,8 @@ struct RawMaintenance {
     lock_timeout: Option<String>,
     retries: Option<i64>,
     move_batch_rows: Option<i64>,
+    job_history: Option<i64>,
+    job_history_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,6 +324,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
     ("STRATA_RETRIES", "maintenance.retries"),
     ("STRATA_MOVE_BATCH_ROWS", "maintenance.move_batch_rows"),
+    ("STRATA_JOB_HISTORY", "maintenance.job_history"),
+    ("STRATA_JOB_HISTORY_DAYS", "maintenance.job_history_days"),
     ("STRATA_BIND", "api.bind"),
 ];
 
@@ -469,6 +479,8 @@ fn apply_env(
             "maintenance.lock_timeout" => m.lock_timeout = Some(value),
             "maintenance.retries" => m.retries = Some(int(&value)?),
             "maintenance.move_batch_rows" => m.move_batch_rows = Some(int(&value)?),
+            "maintenance.job_history" => m.job_history = Some(int(&value)?),
+            "maintenance.job_history_days" => m.job_history_days = Some(int(&value)?),
             "api.bind" => raw.api.bind = Some(value),
             table_key => {
                 // Table overrides apply to every configured table: in the usual
@@ -694,7 +706,27 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
             ))
         }
     };
+    let bounded = |key: &str, v: Option<i64>, default: u64, max: i64| match v {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n as u64),
+        Some(n) => Err(invalid(
+            key,
+            format!("{n} is out of range; expected 1 to {max}"),
+        )),
+    };
     Ok(MaintenanceConfig {
+        job_history: bounded(
+            "maintenance.job_history",
+            m.job_history,
+            d.job_history,
+            1_000_000,
+        )?,
+        job_history_days: bounded(
+            "maintenance.job_history_days",
+            m.job_history_days,
+            d.job_history_days,
+            36_500,
+        )?,
         move_batch_rows,
         schedule: m.schedule.unwrap_or(d.schedule),
         vacuum_schedule: m.vacuum_schedule.unwrap_or(d.vacuum_schedule),

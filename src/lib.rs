@@ -12,7 +12,9 @@ pub mod db;
 pub mod demo;
 pub mod format;
 pub mod index;
+pub mod jobs;
 pub mod load;
+pub mod maintenance;
 pub mod partition;
 pub mod progress;
 pub mod schema;
@@ -33,6 +35,10 @@ pub enum Error {
     Partition(#[from] partition::PartitionError),
     #[error(transparent)]
     Load(#[from] load::LoadError),
+    #[error(transparent)]
+    Maintenance(#[from] maintenance::MaintenanceError),
+    #[error(transparent)]
+    Job(#[from] jobs::JobError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -71,6 +77,12 @@ impl Error {
                 | P::PartmanDefaultRows { .. },
             ) => EXIT_PRECONDITION,
             Error::Partition(P::PartmanNow) => EXIT_USAGE,
+            Error::Maintenance(maintenance::MaintenanceError::UnknownTarget { .. }) => EXIT_USAGE,
+            Error::Maintenance(maintenance::MaintenanceError::Partition(
+                P::NotFound(_) | P::NotPartitioned(_) | P::BadKey { .. },
+            )) => EXIT_PRECONDITION,
+            Error::Job(jobs::JobError::AlreadyRunning { .. }) => EXIT_PRECONDITION,
+            Error::Job(jobs::JobError::NotFound(_)) => EXIT_USAGE,
             Error::Schema(
                 schema::SchemaError::Edited { .. } | schema::SchemaError::Unknown { .. },
             ) => EXIT_PRECONDITION,

@@ -3,6 +3,7 @@
 
 mod indexes;
 mod local;
+mod maintenance;
 mod partitions;
 mod target;
 
@@ -72,6 +73,43 @@ pub enum Command {
         #[command(subcommand)]
         action: IndexesAction,
     },
+    /// VACUUM a managed table (each partition in turn) or one partition; recorded as a job.
+    Vacuum {
+        /// The managed table or one of its partitions, e.g. audit_logs or audit_logs_2025_03.
+        table: String,
+        /// Also refresh planner statistics (VACUUM (ANALYZE); on the parent, one ANALYZE of the whole table).
+        #[arg(long)]
+        analyze: bool,
+    },
+    /// ANALYZE a managed table (its partitions and its own statistics) or one partition.
+    Analyze {
+        table: String,
+        /// Only partitions changed since their last analyze, and the parent's own statistics when
+        /// they are over a week old (what the scheduler runs).
+        #[arg(long)]
+        changed_only: bool,
+    },
+    /// REINDEX INDEX CONCURRENTLY each index of each partition (never VACUUM FULL).
+    Reindex { table: String },
+    /// Maintenance jobs and their history (strata.jobs).
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// The newest jobs first.
+    List {
+        /// Only jobs of this kind (vacuum, analyze, reindex, maintain, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One job with its result.
+    Show { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +276,44 @@ pub async fn run(cli: Cli) -> Result<()> {
                 IndexesAction::Apply { table } => {
                     indexes::apply(&target, &config, table.as_deref(), cli.json).await
                 }
+            }
+        }
+        Command::Vacuum { table, analyze } => {
+            let target = Target::resolve(&cli, true).await?;
+            let op = maintenance::Operation::Vacuum { analyze: *analyze };
+            maintenance::run(&target, &config, table, op, cli.json).await
+        }
+        Command::Analyze {
+            table,
+            changed_only,
+        } => {
+            let target = Target::resolve(&cli, true).await?;
+            let scope = if *changed_only {
+                crate::maintenance::AnalyzeScope::Changed
+            } else {
+                crate::maintenance::AnalyzeScope::All
+            };
+            let op = maintenance::Operation::Analyze { scope };
+            maintenance::run(&target, &config, table, op, cli.json).await
+        }
+        Command::Reindex { table } => {
+            let target = Target::resolve(&cli, true).await?;
+            maintenance::run(
+                &target,
+                &config,
+                table,
+                maintenance::Operation::Reindex,
+                cli.json,
+            )
+            .await
+        }
+        Command::Jobs { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                JobsAction::List { kind, limit } => {
+                    maintenance::list(&target, kind.as_deref(), *limit, cli.json).await
+                }
+                JobsAction::Show { id } => maintenance::show(&target, *id, cli.json).await,
             }
         }
         Command::Maintain(args) => {

@@ -272,3 +272,53 @@ pub async fn require_extension(db: &TestDb, extension: &str) -> bool {
     }
     available
 }
+
+/// Writes a strata.toml for one test and returns its path.
+pub fn config_file(name: &str, text: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cfg-{}", hex_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A migrated database with the seed's partitions made (as of 2025-12-15)
+/// and `rows` generated rows over 2025-01..2025-06.
+pub async fn seeded(rows: u64) -> TestDb {
+    let db = TestDb::migrated().await;
+    let out = strata(&db, &["maintain", "--now", "2025-12-15"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    if rows > 0 {
+        let n = rows.to_string();
+        let out = strata(
+            &db,
+            &[
+                "load",
+                "--rows",
+                &n,
+                "--from",
+                "2025-01-01",
+                "--to",
+                "2025-07-01",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    db
+}
+
+/// Polls `sql` (returning one bool) until it is true, for up to 30 s.
+pub async fn wait_until(client: &Client, sql: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let done: bool = client.query_one(sql, &[]).await.unwrap().get(0);
+        if done {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,254 @@
+//! Jobs: every maintenance run (vacuum, analyze, reindex, maintain, …) is a
+//! row in `strata.jobs` with its state, times, error and result.
+//!
+//! "Only one at a time" is a session advisory lock, not the row: a process
+//! that dies mid-job loses its session and with it the lock, so the next
+//! run can take over at once and marks the dead run's row failed. A row
+//! alone would stay `running` forever after a `kill -9`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{Client, Row};
+
+use crate::db::{self, DbError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{kind} of {target} is already running in another session (job {running})")]
+    AlreadyRunning {
+        kind: String,
+        target: String,
+        /// The running job's id, when its row is visible.
+        running: String,
+    },
+    #[error("there is no job {0}")]
+    NotFound(i64),
+}
+
+/// A job this session holds.
+#[derive(Debug)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    lock: String,
+}
+
+/// A row of `strata.jobs`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    pub state: String,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub owner: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+const COLUMNS: &str = "id, kind, target, state, scheduled_for, owner, created_at, started_at, finished_at, error, result";
+
+fn record(r: &Row) -> JobRecord {
+    JobRecord {
+        id: r.get(0),
+        kind: r.get(1),
+        target: r.get(2),
+        state: r.get(3),
+        scheduled_for: r.get(4),
+        owner: r.get(5),
+        created_at: r.get(6),
+        started_at: r.get(7),
+        finished_at: r.get(8),
+        error: r.get(9),
+        result: r.get(10),
+    }
+}
+
+/// Who runs a job, for the `owner` column: host and PID.
+pub fn owner() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "?".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Starts `kind` on `target` in this session, or says who is running it.
+pub async fn start(client: &Client, kind: &str, target: &str) -> Result<Job, JobError> {
+    let lock = format!("job:{kind}:{target}");
+    if !db::try_advisory_lock(client, &lock).await? {
+        let running = client
+            .query_opt(
+                "SELECT id FROM strata.jobs WHERE kind = $1 AND target = $2 AND state = 'running'",
+                &[&kind, &target],
+            )
+            .await
+            .map_err(DbError::query("looking up the running job"))?
+            .map(|r| r.get::<_, i64>(0).to_string())
+            .unwrap_or_else(|| "not yet recorded".into());
+        return Err(JobError::AlreadyRunning {
+            kind: kind.into(),
+            target: target.into(),
+            running,
+        });
+    }
+    let started = async {
+        // We hold the lock, so a row still `running` belongs to a session
+        // that ended without finishing it.
+        client
+            .execute(
+                "UPDATE strata.jobs SET state = 'failed', finished_at = now(),
+                        error = 'the process running it ended before it finished'
+                  WHERE kind = $1 AND target = $2 AND state = 'running'",
+                &[&kind, &target],
+            )
+            .await
+            .map_err(DbError::query("closing an abandoned job"))?;
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO strata.jobs (kind, target, state, owner, started_at)
+                 VALUES ($1, $2, 'running', $3, now()) RETURNING id",
+                &[&kind, &target, &owner()],
+            )
+            .await
+            .map_err(DbError::query("recording the job"))?
+            .get(0);
+        Ok::<_, JobError>(id)
+    }
+    .await;
+    match started {
+        Ok(id) => Ok(Job {
+            id,
+            kind: kind.into(),
+            target: target.into(),
+            lock,
+        }),
+        Err(e) => {
+            let _ = db::advisory_unlock(client, &lock).await;
+            Err(e)
+        }
+    }
+}
+
+/// Records the outcome and releases the job.
+pub async fn finish(
+    client: &Client,
+    job: Job,
+    outcome: Result<&serde_json::Value, &str>,
+) -> Result<(), JobError> {
+    let (state, result, error) = match outcome {
+        Ok(v) => ("succeeded", Some(v), None),
+        Err(e) => ("failed", None, Some(e)),
+    };
+    let updated = client
+        .execute(
+            "UPDATE strata.jobs SET state = $2, finished_at = now(), result = $3, error = $4 WHERE id = $1",
+            &[&job.id, &state, &result, &error],
+        )
+        .await
+        .map_err(DbError::query("recording the job's outcome"));
+    let unlocked = db::advisory_unlock(client, &job.lock).await;
+    updated?;
+    unlocked?;
+    Ok(())
+}
+
+/// Runs `work` as job `kind` on `target`: started, finished with its result
+/// or error, history pruned. The work's own error is returned after it is
+/// recorded.
+pub async fn run<T, E, F, Fut>(
+    client: &Client,
+    kind: &str,
+    target: &str,
+    history: Retention,
+    work: F,
+) -> Result<(i64, Result<T, E>), JobError>
+where
+    T: Serialize,
+    E: std::fmt::Display,
+    F: FnOnce(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let job = start(client, kind, target).await?;
+    let id = job.id;
+    let outcome = work(id).await;
+    match &outcome {
+        Ok(v) => {
+            let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+            finish(client, job, Ok(&value)).await?;
+        }
+        Err(e) => finish(client, job, Err(&e.to_string())).await?,
+    }
+    prune(client, history).await?;
+    Ok((id, outcome))
+}
+
+/// How much finished history to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// At most this many finished jobs per kind.
+    pub per_kind: u64,
+    pub days: u64,
+}
+
+impl Retention {
+    pub fn from_config(m: &crate::config::MaintenanceConfig) -> Retention {
+        Retention {
+            per_kind: m.job_history,
+            days: m.job_history_days,
+        }
+    }
+}
+
+/// Deletes finished jobs beyond the retention; running ones are never
+/// touched. Returns how many rows went.
+pub async fn prune(client: &Client, keep: Retention) -> Result<u64, JobError> {
+    let per_kind = keep.per_kind as i64;
+    let days = keep.days as f64;
+    let n = client
+        .execute(
+            "DELETE FROM strata.jobs j
+              WHERE j.state NOT IN ('running', 'queued')
+                AND (j.finished_at < now() - make_interval(days => $2::float8::int)
+                     OR j.id IN (SELECT id FROM (
+                                   SELECT id, row_number() OVER (PARTITION BY kind ORDER BY created_at DESC, id DESC) AS n
+                                     FROM strata.jobs WHERE state NOT IN ('running', 'queued')) ranked
+                                  WHERE ranked.n > $1))",
+            &[&per_kind, &days],
+        )
+        .await
+        .map_err(DbError::query("pruning job history"))?;
+    Ok(n)
+}
+
+pub async fn get(client: &Client, id: i64) -> Result<JobRecord, JobError> {
+    let sql = format!("SELECT {COLUMNS} FROM strata.jobs WHERE id = $1");
+    let row = client
+        .query_opt(&sql, &[&id])
+        .await
+        .map_err(DbError::query("reading the job"))?
+        .ok_or(JobError::NotFound(id))?;
+    Ok(record(&row))
+}
+
+/// The newest jobs first, optionally of one kind.
+pub async fn list(
+    client: &Client,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRecord>, JobError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM strata.jobs WHERE ($1::text IS NULL OR kind = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    let rows = client
+        .query(&sql, &[&kind, &limit])
+        .await
+        .map_err(DbError::query("listing jobs"))?;
+    Ok(rows.iter().map(record).collect())
+}
