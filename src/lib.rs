@@ -17,6 +17,7 @@ pub mod load;
 pub mod maintenance;
 pub mod partition;
 pub mod progress;
+pub mod report;
 pub mod schema;
 pub mod stats;
 
@@ -39,6 +40,8 @@ pub enum Error {
     Maintenance(#[from] maintenance::MaintenanceError),
     #[error(transparent)]
     Job(#[from] jobs::JobError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

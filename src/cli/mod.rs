@@ -5,6 +5,8 @@ mod indexes;
 mod local;
 mod maintenance;
 mod partitions;
+mod report;
+mod stats;
 mod target;
 
 use std::path::PathBuf;
@@ -91,11 +93,40 @@ pub enum Command {
     },
     /// REINDEX INDEX CONCURRENTLY each index of each partition (never VACUUM FULL).
     Reindex { table: String },
+    /// Statistics of the managed tables: partitions, indexes, queries.
+    Stats {
+        #[command(subcommand)]
+        action: StatsAction,
+    },
+    /// Partitions, indexes, queries and the partition-strategy check in one report, with
+    /// recommendations and the exact command or SQL that fixes each.
+    Report {
+        /// Query statistics window in days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
     /// Maintenance jobs and their history (strata.jobs).
     Jobs {
         #[command(subcommand)]
         action: JobsAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsAction {
+    /// Per partition: bounds, rows (estimate), table/index/toast/total size, dead tuples, last vacuum/analyze.
+    Partitions,
+    /// Per index, summed over partitions: size, scans, validity; flags unused, duplicate, invalid, bloated.
+    Indexes,
+    /// Slowest and most frequent statements on the managed tables over the last N days (pg_stat_statements).
+    Queries {
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Store a pg_stat_statements reading now (maintain and the scheduler do this too).
+    Snapshot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +337,21 @@ pub async fn run(cli: Cli) -> Result<()> {
                 cli.json,
             )
             .await
+        }
+        Command::Stats { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                StatsAction::Partitions => stats::partitions(&target, &config, cli.json).await,
+                StatsAction::Indexes => stats::indexes(&target, &config, cli.json).await,
+                StatsAction::Queries { days, limit } => {
+                    stats::queries(&target, &config, *days, *limit, cli.json).await
+                }
+                StatsAction::Snapshot => stats::snapshot(&target, &config, cli.json).await,
+            }
+        }
+        Command::Report { days } => {
+            let target = Target::resolve(&cli, true).await?;
+            report::run(&target, &config, (*days).max(1), cli.json).await
         }
         Command::Jobs { action } => {
             let target = Target::resolve(&cli, true).await?;

@@ -102,6 +102,7 @@ pub async fn apply(target: &Target, config: &Config, args: &PlanArgs, json: bool
         }
         partition::register(&client, spec).await?;
         let pm = partition::partman::maintain(&mut client, spec, &config.maintenance.lock).await?;
+        super::stats::snapshot_quietly(&client, config).await;
         let parts = partition::list(&mut client, spec, false).await?;
         if json {
             return print_json(
@@ -131,6 +132,7 @@ pub async fn apply(target: &Target, config: &Config, args: &PlanArgs, json: bool
         }
     })
     .await?;
+    super::stats::snapshot_quietly(&client, config).await;
     if json {
         print_json(
             &json!({"table": spec.name.display_unquoted(), "now": now, "plan": plan, "results": report.results}),

@@ -1,6 +1,16 @@
 //! Statistics of a managed table that treat the partitioned table as one
 //! thing: row counts per partition, index sizes summed over partitions.
 
+mod indexes;
+mod partitions;
+mod queries;
+
+pub use indexes::{indexes, Bloated, IndexStat, BLOAT_MIN_BYTES, BLOAT_RATIO};
+pub use partitions::{partitions, PartitionStat, PartitionStats};
+pub use queries::{
+    choose_baseline, prune_snapshots, queries, snapshot, QueryReport, QueryStat, Reading, Window,
+};
+
 use serde::Serialize;
 use tokio_postgres::Client;
 

@@ -1,0 +1,290 @@
+//! Recommendation rules: facts in, recommendations (with their fix) out.
+
+use serde_json::json;
+
+use super::{Recommendation, Severity, TableReport};
+use crate::config::{Backend, TableSpec};
+use crate::db::{Ident, QualifiedName};
+use crate::format;
+use crate::stats::QueryReport;
+
+/// A dead-tuple share above this (with at least [`DEAD_MIN`] dead tuples)
+/// asks for a vacuum.
+pub const DEAD_RATIO: f64 = 0.2;
+pub const DEAD_MIN: i64 = 1000;
+
+/// `schema.name` as shown in stats, quoted for SQL.
+fn sql_name(shown: &str) -> String {
+    match shown.split_once('.') {
+        Some((schema, name)) => QualifiedName::new(schema, name)
+            .map(|q| q.to_string())
+            .unwrap_or_else(|_| shown.to_string()),
+        None => shown.to_string(),
+    }
+}
+
+pub fn recommend(
+    database: &str,
+    specs: &[TableSpec],
+    tables: &[TableReport],
+    queries: &QueryReport,
+) -> Vec<Recommendation> {
+    let mut out = Vec::new();
+    for (spec, t) in specs.iter().zip(tables) {
+        table_rules(database, spec, t, &mut out);
+    }
+    if !queries.available {
+        out.push(Recommendation {
+            rule: "pg_stat_statements_missing",
+            severity: Severity::Info,
+            table: None,
+            message: "pg_stat_statements is not available, so slow queries on the managed tables cannot be shown"
+                .into(),
+            evidence: json!({ "available": false }),
+            fix: queries.hint.clone().unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(b.rule)));
+    out
+}
+
+fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<Recommendation>) {
+    let table = t.table.clone();
+    let flag = format!("--table {}", spec.name.display_unquoted());
+    let mut push = |rule, severity, message: String, evidence, fix: String| {
+        out.push(Recommendation {
+            rule,
+            severity,
+            table: Some(table.clone()),
+            message,
+            evidence,
+            fix,
+        })
+    };
+    let s = &t.strategy;
+    let wanted: Vec<String> = crate::index::wanted(spec)
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+
+    if !t.missing_indexes.is_empty() {
+        let brin = t.missing_indexes.iter().any(|n| n.ends_with("_brin"));
+        push(
+            "missing_index",
+            Severity::Warning,
+            format!(
+                "{} of strata's index set {} missing or incomplete{}",
+                t.missing_indexes.len(),
+                if t.missing_indexes.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                },
+                if brin {
+                    " (including the BRIN on the time column, which keeps time-range scans cheap)"
+                } else {
+                    ""
+                }
+            ),
+            json!({ "indexes": t.missing_indexes }),
+            format!("strata indexes apply {flag}"),
+        );
+    }
+    for ix in &t.indexes {
+        let name = QualifiedName::new(
+            ix.table.split_once('.').map(|(s, _)| s).unwrap_or("public"),
+            &ix.name,
+        )
+        .map(|q| q.to_string())
+        .unwrap_or_else(|_| ix.name.clone());
+        let ours = wanted.contains(&ix.name);
+        if !ix.valid && !ours {
+            let drops: Vec<String> = ix
+                .invalid
+                .iter()
+                .map(|i| {
+                    let schema = ix.table.split_once('.').map(|(s, _)| s).unwrap_or("public");
+                    format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {};",
+                        QualifiedName::new(schema, i)
+                            .map(|q| q.to_string())
+                            .unwrap_or_else(|_| i.clone())
+                    )
+                })
+                .collect();
+            push(
+                "invalid_index",
+                Severity::Warning,
+                format!(
+                    "index {} is INVALID (an interrupted CREATE/REINDEX CONCURRENTLY): it costs every write and serves no read",
+                    ix.name
+                ),
+                json!({ "index": ix.name, "invalid": ix.invalid, "bytes": ix.bytes }),
+                drops.join("\n"),
+            );
+            continue;
+        }
+        if let Some(keep) = &ix.duplicate_of {
+            push(
+                "duplicate_index",
+                Severity::Warning,
+                format!(
+                    "index {} duplicates {keep} (same columns, operator classes and predicate); {} to save",
+                    ix.name, ix.size_pretty
+                ),
+                json!({ "index": ix.name, "duplicate_of": keep, "bytes": ix.bytes, "definition": ix.definition }),
+                format!("SET lock_timeout = '2s'; DROP INDEX {name};"),
+            );
+            continue;
+        }
+        if ix.unused && !ours && ix.valid {
+            push(
+                "unused_index",
+                Severity::Info,
+                format!(
+                    "index {} has not been used since statistics were reset; it costs {} and slows every insert",
+                    ix.name, ix.size_pretty
+                ),
+                json!({ "index": ix.name, "scans": ix.scans, "bytes": ix.bytes, "definition": ix.definition }),
+                format!("SET lock_timeout = '2s'; DROP INDEX {name};"),
+            );
+        }
+        if !ix.bloated.is_empty() {
+            let mut parts: Vec<&str> = ix.bloated.iter().map(|b| b.table.as_str()).collect();
+            parts.dedup();
+            let waste: i64 = ix.bloated.iter().map(|b| b.waste_bytes).sum();
+            push(
+                "bloated_index",
+                Severity::Warning,
+                format!(
+                    "index {} wastes about {} in {} partition(s)",
+                    ix.name,
+                    format::bytes(waste.max(0) as u64),
+                    parts.len()
+                ),
+                json!({ "index": ix.name, "bloated": ix.bloated }),
+                parts
+                    .iter()
+                    .map(|p| format!("strata reindex {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    }
+    if s.default_rows > 0 {
+        push(
+            "default_partition_rows",
+            Severity::Warning,
+            format!(
+                "{} rows sit in the default partition, outside any range partition: they are scanned by every \
+                 query and block creating the partitions they belong to",
+                format::count(s.default_rows as u64)
+            ),
+            json!({ "rows": s.default_rows }),
+            format!("strata maintain {flag}"),
+        );
+    }
+    if spec.backend == Backend::Native
+        && (!s.current_period_exists || s.partitions_ahead < s.premake as usize)
+    {
+        push(
+            "missing_future_partitions",
+            if s.current_period_exists {
+                Severity::Warning
+            } else {
+                Severity::Critical
+            },
+            if s.current_period_exists {
+                format!(
+                    "only {} partition(s) exist from the current period on; premake is {}",
+                    s.partitions_ahead, s.premake
+                )
+            } else {
+                "there is no partition for the current period: new rows go to the default partition (or fail)"
+                    .to_string()
+            },
+            json!({ "partitions_ahead": s.partitions_ahead, "premake": s.premake,
+                    "current_period_exists": s.current_period_exists }),
+            format!("strata maintain {flag}"),
+        );
+    }
+    if !s.low_fillfactor.is_empty() {
+        push(
+            "fillfactor",
+            Severity::Warning,
+            format!(
+                "{} partition(s) have a fillfactor below 100; audit rows are never updated, so the free space \
+                 reserved on every page is wasted (new pages only: existing ones keep their layout)",
+                s.low_fillfactor.len()
+            ),
+            json!({ "partitions": s.low_fillfactor }),
+            s.low_fillfactor
+                .iter()
+                .map(|p| format!("ALTER TABLE {} RESET (fillfactor);", sql_name(p)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    if !s.pruning_ok {
+        let fix = if s.enable_partition_pruning {
+            "check the query's time predicate; see `strata report --json` .tables[].strategy"
+                .to_string()
+        } else {
+            format!(
+                "ALTER DATABASE {} RESET enable_partition_pruning; -- and any ALTER ROLE or postgresql.conf \
+                 setting of enable_partition_pruning = off",
+                Ident::new(database).map(|d| d.to_string()).unwrap_or_else(|_| database.to_string())
+            )
+        };
+        push(
+            "partition_pruning",
+            Severity::Critical,
+            format!(
+                "a one-period query scans {} partitions instead of {}: partitioning is not pruning{}",
+                s.partitions_scanned,
+                s.partitions_expected,
+                if s.enable_partition_pruning { "" } else { " (enable_partition_pruning is off)" }
+            ),
+            json!({ "query": s.pruning_query, "scanned": s.partitions_scanned,
+                    "expected": s.partitions_expected, "enable_partition_pruning": s.enable_partition_pruning }),
+            fix,
+        );
+    }
+    if s.parent_analyzed_at.is_none() && t.partitions.estimated_rows > 0 {
+        push(
+            "parent_statistics",
+            Severity::Info,
+            "the partitioned table itself has never been analyzed (autovacuum never does it): estimates for \
+             queries spanning partitions are guesses"
+                .into(),
+            json!({ "parent_analyzed_at": null, "estimated_rows": t.partitions.estimated_rows }),
+            format!("strata analyze {}", spec.name.display_unquoted()),
+        );
+    }
+    let dead: Vec<(&str, i64)> = t
+        .partitions
+        .partitions
+        .iter()
+        .filter(|p| {
+            p.dead_tuples >= DEAD_MIN
+                && p.dead_tuples as f64 > DEAD_RATIO * (p.estimated_rows + p.dead_tuples) as f64
+        })
+        .map(|p| (p.name.as_str(), p.dead_tuples))
+        .collect();
+    if !dead.is_empty() {
+        push(
+            "dead_tuples",
+            Severity::Warning,
+            format!(
+                "{} partition(s) are more than {:.0}% dead tuples",
+                dead.len(),
+                DEAD_RATIO * 100.0
+            ),
+            json!({ "partitions": dead.iter().map(|(n, d)| json!({"partition": n, "dead_tuples": d})).collect::<Vec<_>>() }),
+            dead.iter()
+                .map(|(n, _)| format!("strata vacuum {n}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+}

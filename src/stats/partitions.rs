@@ -1,0 +1,128 @@
+//! Per-partition sizes and maintenance statistics of a managed table, in the
+//! seed's JSON shape (`partition_count`, `total_size_bytes`,
+//! `total_size_pretty`, `partitions[]`), extended.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::TableSpec;
+use crate::db::{DbError, QualifiedName};
+use crate::format;
+use crate::partition::{parse_bound, Bound};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionStat {
+    pub name: String,
+    /// Inclusive lower bound (RFC 3339 UTC); `null` for the default partition or MINVALUE.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound; `null` for the default partition or MAXVALUE.
+    pub to: Option<DateTime<Utc>>,
+    pub is_default: bool,
+    pub estimated_rows: i64,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    pub toast_bytes: i64,
+    pub total_bytes: i64,
+    pub total_size_pretty: String,
+    pub dead_tuples: i64,
+    pub last_vacuum: Option<DateTime<Utc>>,
+    pub last_autovacuum: Option<DateTime<Utc>>,
+    pub last_analyze: Option<DateTime<Utc>>,
+    pub last_autoanalyze: Option<DateTime<Utc>>,
+    pub fillfactor: i32,
+    /// `age(relfrozenxid)`: transactions since the partition was last frozen.
+    pub xid_age: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionStats {
+    pub table: String,
+    pub partition_count: usize,
+    pub total_size_bytes: i64,
+    pub total_size_pretty: String,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    pub toast_bytes: i64,
+    pub estimated_rows: i64,
+    pub dead_tuples: i64,
+    /// Exact row count of the default partition (`null` when there is none).
+    pub default_partition_rows: Option<i64>,
+    pub partitions: Vec<PartitionStat>,
+}
+
+pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<PartitionStats, DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting a transaction"))?;
+    tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
+        .await
+        .map_err(DbError::query("setting TimeZone"))?;
+    let rows = tx
+        .query(include_str!("partitions.sql"), &[&spec.name.to_string()])
+        .await
+        .map_err(DbError::query("reading partition statistics"))?;
+    let mut parts = Vec::with_capacity(rows.len());
+    let mut default = None;
+    for r in &rows {
+        let name = QualifiedName::new(r.get(0), r.get(1))?;
+        let bound = parse_bound(r.get(2));
+        let (from, to, is_default) = match bound {
+            Some(Bound::Range { from, to }) => (from, to, false),
+            Some(Bound::Default) => (None, None, true),
+            None => (None, None, false),
+        };
+        if is_default {
+            default = Some(name.clone());
+        }
+        let total: i64 = r.get(7);
+        parts.push(PartitionStat {
+            name: name.display_unquoted(),
+            from,
+            to,
+            is_default,
+            estimated_rows: r.get(3),
+            table_bytes: r.get(4),
+            index_bytes: r.get(5),
+            toast_bytes: r.get(6),
+            total_bytes: total,
+            total_size_pretty: format::bytes(total.max(0) as u64),
+            dead_tuples: r.get(8),
+            last_vacuum: r.get(9),
+            last_autovacuum: r.get(10),
+            last_analyze: r.get(11),
+            last_autoanalyze: r.get(12),
+            fillfactor: r.get(13),
+            xid_age: r.get(14),
+        });
+    }
+    let default_partition_rows = match &default {
+        Some(d) => Some(
+            tx.query_one(&format!("SELECT count(*) FROM {d}"), &[])
+                .await
+                .map_err(DbError::query("counting the default partition"))?
+                .get(0),
+        ),
+        None => None,
+    };
+    tx.commit()
+        .await
+        .map_err(DbError::query("ending the transaction"))?;
+    parts.sort_by(|a, b| (a.is_default, a.from, &a.name).cmp(&(b.is_default, b.from, &b.name)));
+    let sum = |f: fn(&PartitionStat) -> i64| parts.iter().map(f).sum::<i64>();
+    let total = sum(|p| p.total_bytes);
+    Ok(PartitionStats {
+        table: spec.name.display_unquoted(),
+        partition_count: parts.len(),
+        total_size_bytes: total,
+        total_size_pretty: format::bytes(total.max(0) as u64),
+        table_bytes: sum(|p| p.table_bytes),
+        index_bytes: sum(|p| p.index_bytes),
+        toast_bytes: sum(|p| p.toast_bytes),
+        estimated_rows: sum(|p| p.estimated_rows),
+        dead_tuples: sum(|p| p.dead_tuples),
+        default_partition_rows,
+        partitions: parts,
+    })
+}

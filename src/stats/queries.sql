@@ -1,0 +1,12 @@
+-- pg_stat_statements for the current database, one row per statement
+-- (summed over the toplevel/nested split of PostgreSQL 14+), restricted to
+-- statements whose text names one of the tables in $1 (lower-case names).
+-- `{pgss}` is replaced by the extension's schema-qualified view.
+SELECT s.userid, s.dbid, s.queryid, min(s.query),
+       sum(s.calls)::int8, sum(s.total_exec_time)::float8, sum(s.rows)::int8,
+       sum(s.shared_blks_hit)::int8, sum(s.shared_blks_read)::int8
+  FROM {pgss} s
+ WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND s.queryid IS NOT NULL
+   AND EXISTS (SELECT 1 FROM unnest($1::text[]) t WHERE position(t IN lower(s.query)) > 0)
+ GROUP BY s.userid, s.dbid, s.queryid;
