@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod health;
 mod indexes;
 mod local;
 mod partitions;
@@ -71,6 +72,14 @@ pub enum Command {
     Indexes {
         #[command(subcommand)]
         action: IndexesAction,
+    },
+    /// Check connections, long queries, idle transactions, lock waits, wraparound, the id sequence,
+    /// cache hits, replication slots, partitions ahead, the default partition and INVALID indexes.
+    /// Exits 3 when a check is critical.
+    Health {
+        /// Judge partitions as of this time (date or RFC 3339) instead of now.
+        #[arg(long, value_parser = parse_when)]
+        now: Option<DateTime<Utc>>,
     },
 }
 
@@ -239,6 +248,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     indexes::apply(&target, &config, table.as_deref(), cli.json).await
                 }
             }
+        }
+        Command::Health { now } => {
+            let target = Target::resolve(&cli, true).await?;
+            health::run(&target, &config, *now, cli.json).await
         }
         Command::Maintain(args) => {
             let target = Target::resolve(&cli, true).await?;
