@@ -244,6 +244,7 @@ pub struct Config {
     pub tables: Vec<TableSpec>,
     pub maintenance: MaintenanceConfig,
     pub api: ApiConfig,
+    pub health: HealthThresholds,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -254,7 +255,54 @@ impl Default for Config {
             tables: vec![TableSpec::seed_default()],
             maintenance: MaintenanceConfig::default(),
             api: ApiConfig::default(),
+            health: HealthThresholds::default(),
             source: None,
+        }
+    }
+}
+
+/// `[health]`: when a `strata health` check turns warning or critical.
+/// Ratios are fractions (0.8 = 80 %), durations whole or fractional seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthThresholds {
+    /// Client connections in use / (max_connections − reserved slots).
+    pub connections_warning: f64,
+    pub connections_critical: f64,
+    pub long_query_warning_seconds: f64,
+    pub long_query_critical_seconds: f64,
+    pub idle_in_transaction_warning_seconds: f64,
+    pub idle_in_transaction_critical_seconds: f64,
+    pub lock_wait_warning_seconds: f64,
+    pub lock_wait_critical_seconds: f64,
+    /// `age(datfrozenxid)` / `age(relfrozenxid)`, in transactions.
+    pub xid_age_warning: i64,
+    pub xid_age_critical: i64,
+    /// Fraction of the id sequence's range already used.
+    pub sequence_warning: f64,
+    pub sequence_critical: f64,
+    /// Heap cache hit ratio below which the check warns.
+    pub cache_hit_warning: f64,
+    /// Heap blocks (hit + read) needed before the ratio is judged.
+    pub cache_hit_min_blocks: i64,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        HealthThresholds {
+            connections_warning: 0.8,
+            connections_critical: 0.95,
+            long_query_warning_seconds: 300.0,
+            long_query_critical_seconds: 3600.0,
+            idle_in_transaction_warning_seconds: 60.0,
+            idle_in_transaction_critical_seconds: 600.0,
+            lock_wait_warning_seconds: 5.0,
+            lock_wait_critical_seconds: 60.0,
+            xid_age_warning: 1_000_000_000,
+            xid_age_critical: 1_600_000_000,
+            sequence_warning: 0.75,
+            sequence_critical: 0.9,
+            cache_hit_warning: 0.95,
+            cache_hit_min_blocks: 10_000,
         }
     }
 }
@@ -270,6 +318,8 @@ struct RawConfig {
     maintenance: RawMaintenance,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    health: RawHealth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +356,51 @@ struct RawApi {
     bind: Option<String>,
 }
 
+/// Numbers are kept as TOML values so that `1.6e9` and `1600000000` both
+/// work and a string gets an error naming the key rather than serde's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    connections_warning: Option<toml::Value>,
+    connections_critical: Option<toml::Value>,
+    long_query_warning_seconds: Option<toml::Value>,
+    long_query_critical_seconds: Option<toml::Value>,
+    idle_in_transaction_warning_seconds: Option<toml::Value>,
+    idle_in_transaction_critical_seconds: Option<toml::Value>,
+    lock_wait_warning_seconds: Option<toml::Value>,
+    lock_wait_critical_seconds: Option<toml::Value>,
+    xid_age_warning: Option<toml::Value>,
+    xid_age_critical: Option<toml::Value>,
+    sequence_warning: Option<toml::Value>,
+    sequence_critical: Option<toml::Value>,
+    cache_hit_warning: Option<toml::Value>,
+    cache_hit_min_blocks: Option<toml::Value>,
+}
+
+impl RawHealth {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<toml::Value>> {
+        Some(match key {
+            "connections_warning" => &mut self.connections_warning,
+            "connections_critical" => &mut self.connections_critical,
+            "long_query_warning_seconds" => &mut self.long_query_warning_seconds,
+            "long_query_critical_seconds" => &mut self.long_query_critical_seconds,
+            "idle_in_transaction_warning_seconds" => &mut self.idle_in_transaction_warning_seconds,
+            "idle_in_transaction_critical_seconds" => {
+                &mut self.idle_in_transaction_critical_seconds
+            }
+            "lock_wait_warning_seconds" => &mut self.lock_wait_warning_seconds,
+            "lock_wait_critical_seconds" => &mut self.lock_wait_critical_seconds,
+            "xid_age_warning" => &mut self.xid_age_warning,
+            "xid_age_critical" => &mut self.xid_age_critical,
+            "sequence_warning" => &mut self.sequence_warning,
+            "sequence_critical" => &mut self.sequence_critical,
+            "cache_hit_warning" => &mut self.cache_hit_warning,
+            "cache_hit_min_blocks" => &mut self.cache_hit_min_blocks,
+            _ => return None,
+        })
+    }
+}
+
 /// `STRATA_*` variables that override configuration keys, and what they set.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_TABLE", "table.name"),
@@ -327,6 +422,53 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_JOB_HISTORY", "maintenance.job_history"),
     ("STRATA_JOB_HISTORY_DAYS", "maintenance.job_history_days"),
     ("STRATA_BIND", "api.bind"),
+    (
+        "STRATA_HEALTH_CONNECTIONS_WARNING",
+        "health.connections_warning",
+    ),
+    (
+        "STRATA_HEALTH_CONNECTIONS_CRITICAL",
+        "health.connections_critical",
+    ),
+    (
+        "STRATA_HEALTH_LONG_QUERY_WARNING_SECONDS",
+        "health.long_query_warning_seconds",
+    ),
+    (
+        "STRATA_HEALTH_LONG_QUERY_CRITICAL_SECONDS",
+        "health.long_query_critical_seconds",
+    ),
+    (
+        "STRATA_HEALTH_IDLE_IN_TRANSACTION_WARNING_SECONDS",
+        "health.idle_in_transaction_warning_seconds",
+    ),
+    (
+        "STRATA_HEALTH_IDLE_IN_TRANSACTION_CRITICAL_SECONDS",
+        "health.idle_in_transaction_critical_seconds",
+    ),
+    (
+        "STRATA_HEALTH_LOCK_WAIT_WARNING_SECONDS",
+        "health.lock_wait_warning_seconds",
+    ),
+    (
+        "STRATA_HEALTH_LOCK_WAIT_CRITICAL_SECONDS",
+        "health.lock_wait_critical_seconds",
+    ),
+    ("STRATA_HEALTH_XID_AGE_WARNING", "health.xid_age_warning"),
+    ("STRATA_HEALTH_XID_AGE_CRITICAL", "health.xid_age_critical"),
+    ("STRATA_HEALTH_SEQUENCE_WARNING", "health.sequence_warning"),
+    (
+        "STRATA_HEALTH_SEQUENCE_CRITICAL",
+        "health.sequence_critical",
+    ),
+    (
+        "STRATA_HEALTH_CACHE_HIT_WARNING",
+        "health.cache_hit_warning",
+    ),
+    (
+        "STRATA_HEALTH_CACHE_HIT_MIN_BLOCKS",
+        "health.cache_hit_min_blocks",
+    ),
 ];
 
 /// `STRATA_*` variables that are not configuration keys but are read elsewhere.
@@ -397,6 +539,7 @@ impl Config {
         Ok(Config {
             tables,
             maintenance: validate_maintenance(raw.maintenance)?,
+            health: validate_health(raw.health)?,
             api: ApiConfig {
                 bind: raw.api.bind.unwrap_or_else(|| ApiConfig::default().bind),
             },
@@ -482,6 +625,16 @@ fn apply_env(
             "maintenance.job_history" => m.job_history = Some(int(&value)?),
             "maintenance.job_history_days" => m.job_history_days = Some(int(&value)?),
             "api.bind" => raw.api.bind = Some(value),
+            health_key if health_key.starts_with("health.") => {
+                let number: f64 = value.trim().parse().map_err(|_| {
+                    invalid(var.clone(), format!("expected a number, got {value:?}"))
+                })?;
+                let slot = raw
+                    .health
+                    .slot(&health_key["health.".len()..])
+                    .unwrap_or_else(|| unreachable!("unmapped override {health_key}"));
+                *slot = Some(toml::Value::Float(number));
+            }
             table_key => {
                 // Table overrides apply to every configured table: in the usual
                 // single-table setup that is the one table.
@@ -738,6 +891,165 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
     })
 }
 
+/// The range a `[health]` number must fall in, and how to say so.
+struct Range {
+    min: f64,
+    max: f64,
+    whole: bool,
+    what: &'static str,
+}
+
+const RATIO: Range = Range {
+    min: 0.0,
+    max: 1.0,
+    whole: false,
+    what: "a fraction from 0 to 1, such as 0.8",
+};
+const SECONDS: Range = Range {
+    min: 0.0,
+    max: 31_536_000.0,
+    whole: false,
+    what: "seconds from 0 to 31536000 (a year)",
+};
+/// Wraparound stops the server at 2^31 − 3,000,000; beyond 2^31 an age means nothing.
+const XID_AGE: Range = Range {
+    min: 0.0,
+    max: 2_147_483_647.0,
+    whole: true,
+    what: "a whole number of transactions from 0 to 2147483647, such as 1.0e9",
+};
+const BLOCKS: Range = Range {
+    min: 0.0,
+    max: 1e15,
+    whole: true,
+    what: "a whole number of blocks, 0 or more",
+};
+
+fn health_number(
+    key: &str,
+    value: Option<toml::Value>,
+    default: f64,
+    range: &Range,
+) -> Result<f64, ConfigError> {
+    let key = format!("health.{key}");
+    let n = match value {
+        None => return Ok(default),
+        Some(toml::Value::Integer(i)) => i as f64,
+        Some(toml::Value::Float(f)) => f,
+        Some(other) => {
+            return Err(invalid(
+                key,
+                format!("expected {}, got {other}", range.what),
+            ))
+        }
+    };
+    if !n.is_finite() || n < range.min || n > range.max || (range.whole && n.fract() != 0.0) {
+        return Err(invalid(
+            key,
+            format!("{n} is out of range; expected {}", range.what),
+        ));
+    }
+    Ok(n)
+}
+
+fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
+    let d = HealthThresholds::default();
+    let mut get = |key: &str, default: f64, range: &Range| {
+        let value = h.slot(key).and_then(Option::take);
+        health_number(key, value, default, range)
+    };
+    let t = HealthThresholds {
+        connections_warning: get("connections_warning", d.connections_warning, &RATIO)?,
+        connections_critical: get("connections_critical", d.connections_critical, &RATIO)?,
+        long_query_warning_seconds: get(
+            "long_query_warning_seconds",
+            d.long_query_warning_seconds,
+            &SECONDS,
+        )?,
+        long_query_critical_seconds: get(
+            "long_query_critical_seconds",
+            d.long_query_critical_seconds,
+            &SECONDS,
+        )?,
+        idle_in_transaction_warning_seconds: get(
+            "idle_in_transaction_warning_seconds",
+            d.idle_in_transaction_warning_seconds,
+            &SECONDS,
+        )?,
+        idle_in_transaction_critical_seconds: get(
+            "idle_in_transaction_critical_seconds",
+            d.idle_in_transaction_critical_seconds,
+            &SECONDS,
+        )?,
+        lock_wait_warning_seconds: get(
+            "lock_wait_warning_seconds",
+            d.lock_wait_warning_seconds,
+            &SECONDS,
+        )?,
+        lock_wait_critical_seconds: get(
+            "lock_wait_critical_seconds",
+            d.lock_wait_critical_seconds,
+            &SECONDS,
+        )?,
+        xid_age_warning: get("xid_age_warning", d.xid_age_warning as f64, &XID_AGE)? as i64,
+        xid_age_critical: get("xid_age_critical", d.xid_age_critical as f64, &XID_AGE)? as i64,
+        sequence_warning: get("sequence_warning", d.sequence_warning, &RATIO)?,
+        sequence_critical: get("sequence_critical", d.sequence_critical, &RATIO)?,
+        cache_hit_warning: get("cache_hit_warning", d.cache_hit_warning, &RATIO)?,
+        cache_hit_min_blocks: get(
+            "cache_hit_min_blocks",
+            d.cache_hit_min_blocks as f64,
+            &BLOCKS,
+        )? as i64,
+    };
+    // A warning threshold past its critical one would never show a warning.
+    let pairs = [
+        (
+            "connections_",
+            "",
+            t.connections_warning,
+            t.connections_critical,
+        ),
+        (
+            "long_query_",
+            "_seconds",
+            t.long_query_warning_seconds,
+            t.long_query_critical_seconds,
+        ),
+        (
+            "idle_in_transaction_",
+            "_seconds",
+            t.idle_in_transaction_warning_seconds,
+            t.idle_in_transaction_critical_seconds,
+        ),
+        (
+            "lock_wait_",
+            "_seconds",
+            t.lock_wait_warning_seconds,
+            t.lock_wait_critical_seconds,
+        ),
+        (
+            "xid_age_",
+            "",
+            t.xid_age_warning as f64,
+            t.xid_age_critical as f64,
+        ),
+        ("sequence_", "", t.sequence_warning, t.sequence_critical),
+    ];
+    for (prefix, suffix, warning, critical) in pairs {
+        if warning > critical {
+            return Err(invalid(
+                format!("health.{prefix}warning{suffix}"),
+                format!(
+                    "{warning} is above health.{prefix}critical{suffix} ({critical}); \
+                     the warning threshold must not exceed the critical one"
+                ),
+            ));
+        }
+    }
+    Ok(t)
+}
+
 /// `"100ms"`, `"2s"`, `"1min"`, or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -898,6 +1210,56 @@ mod tests {
         assert!(c.table(Some("public.audit_logs")).is_ok());
         let e = c.table(Some("users")).unwrap_err().to_string();
         assert!(e.contains("not a managed table"), "{e}");
+    }
+
+    #[test]
+    fn health_defaults_and_overrides() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.health, HealthThresholds::default());
+        assert_eq!(c.health.xid_age_critical, 1_600_000_000);
+        let c = Config::from_toml_with_env(
+            "[health]\nxid_age_warning = 1.2e9\nidle_in_transaction_warning_seconds = 0\n",
+            vec![(
+                "STRATA_HEALTH_CACHE_HIT_WARNING".to_string(),
+                "0.5".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.health.xid_age_warning, 1_200_000_000);
+        assert_eq!(c.health.idle_in_transaction_warning_seconds, 0.0);
+        assert_eq!(c.health.cache_hit_warning, 0.5);
+    }
+
+    #[test]
+    fn bad_health_values_name_the_key() {
+        let e = err("[health]\nconections_warning = 0.5");
+        assert!(
+            e.contains("conections_warning") && e.contains("connections_warning"),
+            "{e}"
+        );
+        let e = err("[health]\nconnections_warning = 1.5");
+        assert!(
+            e.contains("health.connections_warning") && e.contains("0 to 1"),
+            "{e}"
+        );
+        let e = err("[health]\nlock_wait_warning_seconds = \"5s\"");
+        assert!(e.contains("health.lock_wait_warning_seconds"), "{e}");
+        let e = err("[health]\nxid_age_critical = 3e9");
+        assert!(e.contains("health.xid_age_critical"), "{e}");
+        let e = err("[health]\nsequence_warning = 0.95");
+        assert!(
+            e.contains("health.sequence_warning") && e.contains("health.sequence_critical"),
+            "{e}"
+        );
+        let env = vec![(
+            "STRATA_HEALTH_LOCK_WAIT_CRITICAL_SECONDS".to_string(),
+            "soon".to_string(),
+        )];
+        let e = Config::from_toml_with_env("", env).unwrap_err().to_string();
+        assert!(
+            e.contains("STRATA_HEALTH_LOCK_WAIT_CRITICAL_SECONDS"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! One module per capability; data flows one way:
 //! `cli` → capability modules (`cluster`, `schema`, `partition`, `load`,
-//! `demo`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
+//! `demo`, `health`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
 
 pub mod cli;
 pub mod cluster;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod format;
+pub mod health;
 pub mod index;
 pub mod jobs;
 pub mod load;
@@ -42,6 +43,8 @@ pub enum Error {
     Job(#[from] jobs::JobError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Health(#[from] health::HealthError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod health;
 mod indexes;
 mod local;
 mod maintenance;
@@ -109,6 +110,14 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         action: JobsAction,
+    },
+    /// Check connections, long queries, idle transactions, lock waits, wraparound, the id sequence,
+    /// cache hits, replication slots, partitions ahead, the default partition and INVALID indexes.
+    /// Exits 3 when a check is critical.
+    Health {
+        /// Judge partitions as of this time (date or RFC 3339) instead of now.
+        #[arg(long, value_parser = parse_when)]
+        now: Option<DateTime<Utc>>,
     },
 }
 
@@ -361,6 +370,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 JobsAction::Show { id } => maintenance::show(&target, *id, cli.json).await,
             }
+        }
+        Command::Health { now } => {
+            let target = Target::resolve(&cli, true).await?;
+            health::run(&target, &config, *now, cli.json).await
         }
         Command::Maintain(args) => {
             let target = Target::resolve(&cli, true).await?;
