@@ -11,13 +11,13 @@ use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", server_message(source))]
     Connect {
         target: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", server_message(source))]
     Query {
         context: String,
         #[source]
@@ -50,6 +50,22 @@ impl DbError {
             DbError::Ident(_) => None,
         }
     }
+}
+
+/// The server's own words for an error (message, detail, hint), which
+/// tokio-postgres's `Display` leaves out ("db error").
+pub fn server_message(e: &tokio_postgres::Error) -> String {
+    let Some(d) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut s = d.message().to_string();
+    if let Some(detail) = d.detail() {
+        s.push_str(&format!(" ({detail})"));
+    }
+    if let Some(hint) = d.hint() {
+        s.push_str(&format!("; hint: {hint}"));
+    }
+    s
 }
 
 /// Removes the password from a connection URL so it can be shown or logged.

@@ -66,8 +66,8 @@ pub async fn check_partition_strategy(
     let query = format!(
         "SELECT * FROM {} WHERE {col} >= {} AND {col} < {}",
         spec.name,
-        period::sql_timestamp(from),
-        period::sql_timestamp(to),
+        crate::db::literal(&period::sql_timestamp(from)),
+        crate::db::literal(&period::sql_timestamp(to)),
         col = spec.time_column
     );
     let explain: serde_json::Value = client
