@@ -37,6 +37,16 @@ pub async fn run(
     let spec = &config.tables[0];
     let now = Utc::now();
     let mut client = target.connect().await?;
+    if target.local {
+        // The local cluster preloads pg_stat_statements; creating it here lets
+        // `strata report` and `stats queries` show the demo's queries.
+        if let Err(e) = client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+        {
+            tracing::warn!(error = %e, "pg_stat_statements is not available");
+        }
+    }
     let say = |s: &str| {
         if !json {
             println!("{s}");
