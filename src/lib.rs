@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod partition;
 pub mod progress;
 pub mod report;
+pub mod scheduler;
 pub mod schema;
 pub mod stats;
 

@@ -274,7 +274,7 @@ async fn one_job_at_a_time_abandoned_runs_are_closed_and_history_is_bounded() {
     let other = db.client().await;
     other
         .execute(
-            "SELECT pg_advisory_lock(hashtextextended('strata:' || 'job:analyze:public.audit_logs_2025_03', 0))",
+            "SELECT pg_advisory_lock(hashtextextended('strata:' || 'maintain:public.audit_logs', 0))",
             &[],
         )
         .await

@@ -80,10 +80,15 @@ pub async fn run(
     };
     let client_ref = &client;
     let resolved_ref = &resolved;
+    // One lock per managed table, shared with `maintain`: maintenance of a
+    // table never overlaps itself (two REINDEX CONCURRENTLY runs deadlock,
+    // and a long ANALYZE would starve the partition DDL of its lock).
+    let lock = format!("maintain:{}", resolved.spec.name.display_unquoted());
     let (job_id, outcome) = jobs::run(
         client_ref,
         op.kind(),
         &shown,
+        &lock,
         Retention::from_config(&config.maintenance),
         |_| async move {
             match op {

@@ -360,7 +360,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Report { days } => {
             let target = Target::resolve(&cli, true).await?;
-            report::run(&target, &config, (*days).max(1), cli.json).await
+            if *days == 0 {
+                return Err(Error::Usage("--days must be at least 1".into()));
+            }
+            report::run(&target, &config, *days, cli.json).await
         }
         Command::Jobs { action } => {
             let target = Target::resolve(&cli, true).await?;

@@ -89,12 +89,22 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
     println!();
     match (&r.queries.window, r.queries.available) {
         (Some(w), true) => {
+            let from = w
+                .from
+                .map(|f| f.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "the statistics reset".into());
             println!(
-                "queries     {} statement(s) on the managed tables; window {} day(s) ({})",
-                r.queries.most_frequent.len(),
-                w.requested_days,
-                w.basis
+                "queries     window {} .. {} UTC (asked: {} day(s))",
+                from,
+                w.to.format("%Y-%m-%d %H:%M"),
+                w.requested_days
             );
+            if let Some(note) = &w.note {
+                println!("            {note}");
+            }
+            if let Some(hint) = &r.queries.hint {
+                println!("            {hint}");
+            }
             for q in r.queries.slowest.iter().take(5) {
                 let text: String = q.query.split_whitespace().collect::<Vec<_>>().join(" ");
                 println!(

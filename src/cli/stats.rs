@@ -226,7 +226,7 @@ pub async fn queries(
 pub async fn snapshot(target: &Target, config: &Config, json: bool) -> Result<()> {
     let client = target.connect().await?;
     let n = stats::snapshot(&client, &config.tables).await?;
-    let pruned = stats::prune_snapshots(&client, config.maintenance.job_history_days).await?;
+    let pruned = stats::prune_snapshots(&client, readings_days(config)).await?;
     if json {
         return print_json(&json!({"statements": n, "pruned": pruned}));
     }
@@ -239,10 +239,16 @@ pub async fn snapshot(target: &Target, config: &Config, json: bool) -> Result<()
 pub async fn snapshot_quietly(client: &tokio_postgres::Client, config: &Config) {
     let result = async {
         stats::snapshot(client, &config.tables).await?;
-        stats::prune_snapshots(client, config.maintenance.job_history_days).await
+        stats::prune_snapshots(client, readings_days(config)).await
     }
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not store a pg_stat_statements reading");
     }
+}
+
+/// Query readings are kept as long as job history, and never less than 35
+/// days, so a monthly window always finds its baseline.
+fn readings_days(config: &Config) -> u64 {
+    config.maintenance.job_history_days.max(35)
 }

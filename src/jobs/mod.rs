@@ -16,11 +16,14 @@ use crate::db::{self, DbError};
 pub enum JobError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{kind} of {target} is already running in another session (job {running})")]
+    #[error(
+        "{kind} of {target} is already running: another session holds the lock {lock} ({running})"
+    )]
     AlreadyRunning {
         kind: String,
         target: String,
-        /// The running job's id, when its row is visible.
+        lock: String,
+        /// The running jobs of that lock, as far as their rows show.
         running: String,
     },
     #[error("there is no job {0}")]
@@ -80,22 +83,43 @@ pub fn owner() -> String {
 }
 
 /// Starts `kind` on `target` in this session, or says who is running it.
+/// The lock is `job:KIND:TARGET`; see [`start_locked`] for a shared key.
 pub async fn start(client: &Client, kind: &str, target: &str) -> Result<Job, JobError> {
-    let lock = format!("job:{kind}:{target}");
+    start_locked(client, kind, target, &format!("job:{kind}:{target}")).await
+}
+
+/// Starts a job under the session advisory lock `lock`, which several kinds
+/// of job may share: all maintenance of one managed table (vacuum, analyze,
+/// reindex, maintain) takes `maintain:TABLE`, so none of it overlaps. Session
+/// advisory locks are re-entrant, so one connection runs one job at a time.
+pub async fn start_locked(
+    client: &Client,
+    kind: &str,
+    target: &str,
+    lock: &str,
+) -> Result<Job, JobError> {
+    let lock = lock.to_string();
     if !db::try_advisory_lock(client, &lock).await? {
-        let running = client
-            .query_opt(
-                "SELECT id FROM strata.jobs WHERE kind = $1 AND target = $2 AND state = 'running'",
-                &[&kind, &target],
+        let running: Vec<String> = client
+            .query(
+                "SELECT id, kind, target FROM strata.jobs WHERE state = 'running' AND (target = $1 OR kind = $2)
+                  ORDER BY id DESC LIMIT 3",
+                &[&target, &kind],
             )
             .await
             .map_err(DbError::query("looking up the running job"))?
-            .map(|r| r.get::<_, i64>(0).to_string())
-            .unwrap_or_else(|| "not yet recorded".into());
+            .iter()
+            .map(|r| format!("job {} {} {}", r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+            .collect();
         return Err(JobError::AlreadyRunning {
             kind: kind.into(),
             target: target.into(),
-            running,
+            lock,
+            running: if running.is_empty() {
+                "no job row: a `strata maintain` or index build".into()
+            } else {
+                running.join(", ")
+            },
         });
     }
     let started = async {
@@ -166,6 +190,7 @@ pub async fn run<T, E, F, Fut>(
     client: &Client,
     kind: &str,
     target: &str,
+    lock: &str,
     history: Retention,
     work: F,
 ) -> Result<(i64, Result<T, E>), JobError>
@@ -175,7 +200,7 @@ where
     F: FnOnce(i64) -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let job = start(client, kind, target).await?;
+    let job = start_locked(client, kind, target, lock).await?;
     let id = job.id;
     let outcome = work(id).await;
     match &outcome {
@@ -185,7 +210,11 @@ where
         }
         Err(e) => finish(client, job, Err(&e.to_string())).await?,
     }
-    prune(client, history).await?;
+    // The job is recorded; failing to trim history must not turn its
+    // success into an error.
+    if let Err(e) = prune(client, history).await {
+        tracing::warn!(error = %e, "could not prune job history");
+    }
     Ok((id, outcome))
 }
 
@@ -210,12 +239,12 @@ impl Retention {
 /// touched. Returns how many rows went.
 pub async fn prune(client: &Client, keep: Retention) -> Result<u64, JobError> {
     let per_kind = keep.per_kind as i64;
-    let days = keep.days as f64;
+    let days = keep.days.min(i32::MAX as u64) as i32;
     let n = client
         .execute(
             "DELETE FROM strata.jobs j
               WHERE j.state NOT IN ('running', 'queued')
-                AND (j.finished_at < now() - make_interval(days => $2::float8::int)
+                AND (coalesce(j.finished_at, j.created_at) < now() - make_interval(days => $2)
                      OR j.id IN (SELECT id FROM (
                                    SELECT id, row_number() OVER (PARTITION BY kind ORDER BY created_at DESC, id DESC) AS n
                                      FROM strata.jobs WHERE state NOT IN ('running', 'queued')) ranked

@@ -117,24 +117,39 @@ async fn server_version(client: &Client) -> Result<i32, DbError> {
 }
 
 /// `n_dead_tup` and the last analyze time of a relation, fresh (not from the
-/// session's cached statistics snapshot).
+/// session's cached statistics snapshot). `None` when the relation is gone
+/// (retention may have dropped a partition since the job started).
 async fn table_stats(
     client: &Client,
     rel: &QualifiedName,
-) -> Result<(Option<i64>, Option<DateTime<Utc>>), DbError> {
+) -> Result<Option<(Option<i64>, Option<DateTime<Utc>>)>, DbError> {
     client
         .batch_execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
         .await
         .map_err(DbError::query("refreshing statistics"))?;
     let row = client
-        .query_opt(
-            "SELECT n_dead_tup, greatest(last_analyze, last_autoanalyze)
-               FROM pg_catalog.pg_stat_all_tables WHERE relid = $1::text::regclass",
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL,
+                    (SELECT n_dead_tup FROM pg_catalog.pg_stat_all_tables WHERE relid = to_regclass($1)),
+                    (SELECT greatest(last_analyze, last_autoanalyze)
+                       FROM pg_catalog.pg_stat_all_tables WHERE relid = to_regclass($1))",
             &[&rel.to_string()],
         )
         .await
         .map_err(DbError::query("reading table statistics"))?;
-    Ok(row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None)))
+    Ok(row.get::<_, bool>(0).then(|| (row.get(1), row.get(2))))
+}
+
+/// What a job's session must not inherit from the role or database: a
+/// `statement_timeout` would cancel a long VACUUM or leave a REINDEX
+/// CONCURRENTLY half done, and `lock_timeout` is the subject of `run_one`.
+pub async fn prepare_session(client: &Client) -> Result<(), DbError> {
+    client
+        .batch_execute(
+            "SELECT set_config('statement_timeout', '0', false), set_config('lock_timeout', '0', false)",
+        )
+        .await
+        .map_err(DbError::query("preparing the session"))
 }
 
 /// Runs one maintenance statement. No `lock_timeout` here, on purpose:
@@ -159,16 +174,25 @@ pub async fn vacuum(
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new(if analyze { "vacuum_analyze" } else { "vacuum" }, target);
+    prepare_session(client).await?;
     for part in &target.leaves {
         let mut r = RelationResult::new(part, "partition");
-        r.dead_tuples_before = table_stats(client, part).await?.0;
+        let Some((dead, _)) = table_stats(client, part).await? else {
+            r.error = Some("gone: dropped or detached since the job started".into());
+            out.push(r, progress);
+            continue;
+        };
+        r.dead_tuples_before = dead;
         let t = Instant::now();
         // On the parent, statistics come from one ANALYZE below (a
         // partitioned table's ANALYZE samples every partition anyway).
+        // TRUNCATE false: giving trailing empty pages back to the OS takes
+        // ACCESS EXCLUSIVE on the partition, which would stall its writers
+        // (and, WAL-logged, cancel queries on standbys).
         let options = if analyze && !target.is_parent {
-            "(ANALYZE) "
+            "(TRUNCATE false, ANALYZE) "
         } else {
-            ""
+            "(TRUNCATE false) "
         };
         let sql = format!("VACUUM {options}{part}");
         if let Err(e) = run_one(client, &sql).await {
@@ -176,7 +200,7 @@ pub async fn vacuum(
             r.error = Some(e.to_string());
         }
         r.millis = t.elapsed().as_millis() as u64;
-        r.dead_tuples_after = table_stats(client, part).await?.0;
+        r.dead_tuples_after = table_stats(client, part).await?.and_then(|s| s.0);
         out.push(r, progress);
     }
     if analyze && target.is_parent {
@@ -209,6 +233,7 @@ pub async fn analyze(
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new("analyze", target);
+    prepare_session(client).await?;
     if !target.is_parent {
         let part = &target.relation;
         let mut r = RelationResult::new(part, "partition");
@@ -223,7 +248,9 @@ pub async fn analyze(
         return Ok(out.done(started));
     }
     let only = server_version(client).await? >= 180_000;
-    let parent_age = table_stats(client, &target.relation).await?.1;
+    let parent_age = table_stats(client, &target.relation)
+        .await?
+        .and_then(|s| s.1);
     let parent_stale = parent_age
         .is_none_or(|t| Utc::now() - t > chrono::Duration::days(PARENT_STATS_MAX_AGE_DAYS));
     if scope == AnalyzeScope::All || (!only && parent_stale) {
@@ -307,7 +334,12 @@ async fn analyze_parent(
 ) -> Result<(), MaintenanceError> {
     let parent = &target.relation;
     let only = server_version(client).await? >= 180_000;
-    let began = Utc::now();
+    // The server's clock: the times compared below are the server's.
+    let began: DateTime<Utc> = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .map_err(DbError::query("reading the clock"))?
+        .get(0);
     let t = Instant::now();
     let sql = if only {
         format!("ANALYZE ONLY {parent}")
@@ -327,15 +359,28 @@ async fn analyze_parent(
         out.push(r, progress);
         return Ok(());
     }
+    // The server analyzes the parent, then the partitions one by one (in
+    // its own order): each one's duration is the gap to the previous finish.
+    let mut finished = Vec::new();
+    for rel in std::iter::once(parent).chain(target.leaves.iter()) {
+        let kind = if rel == parent { "parent" } else { "partition" };
+        let at = table_stats(client, rel).await?.and_then(|s| s.1);
+        finished.push((rel, kind, at.filter(|at| *at >= began)));
+    }
+    finished.sort_by_key(|(_, _, at)| *at);
     let mut prev = began;
     let mut timed = Vec::new();
-    for rel in std::iter::once(parent).chain(target.leaves.iter()) {
-        let at = table_stats(client, rel).await?.1;
-        let kind = if rel == parent { "parent" } else { "partition" };
+    for (rel, kind, at) in finished {
         let mut rr = RelationResult::new(rel, kind);
-        if let Some(at) = at.filter(|at| *at >= began) {
-            rr.millis = (at - prev).num_milliseconds().max(0) as u64;
-            prev = at;
+        match at {
+            Some(at) => {
+                rr.millis = (at - prev).num_milliseconds().max(0) as u64;
+                prev = at;
+            }
+            None => {
+                rr.ok = false;
+                rr.error = Some("not analyzed (gone, or skipped by the server)".into());
+            }
         }
         timed.push(rr);
     }
@@ -354,14 +399,23 @@ pub async fn reindex(
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new("reindex", target);
+    prepare_session(client).await?;
     for part in &target.leaves {
+        // A leftover of an interrupted REINDEX CONCURRENTLY: INVALID, named
+        // `<index>_ccnew[N]`/`_ccold[N]`, attached to nothing, and no build
+        // in progress on the partition (a DBA's own REINDEX is left alone).
         let rows = client
             .query(
-                "SELECT n.nspname::text, c.relname::text, i.indisvalid, pg_catalog.pg_relation_size(c.oid)
+                "SELECT n.nspname::text, c.relname::text,
+                        NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$'
+                          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid)
+                          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p
+                                           WHERE p.relid = i.indrelid),
+                        pg_catalog.pg_relation_size(c.oid)
                    FROM pg_catalog.pg_index i
                    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE i.indrelid = $1::text::regclass
+                  WHERE i.indrelid = to_regclass($1)
                   ORDER BY c.relname",
                 &[&part.to_string()],
             )
@@ -370,9 +424,7 @@ pub async fn reindex(
         for row in rows {
             let index = QualifiedName::new(row.get(0), row.get(1))
                 .map_err(|e| MaintenanceError::Partition(e.into()))?;
-            let valid: bool = row.get(2);
-            let name = index.name.as_str();
-            let leftover = !valid && (name.contains("_ccnew") || name.contains("_ccold"));
+            let leftover: bool = row.get(2);
             let mut r = RelationResult::new(&index, "index");
             r.bytes_before = Some(row.get(3));
             let t = Instant::now();

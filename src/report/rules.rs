@@ -23,6 +23,20 @@ fn sql_name(shown: &str) -> String {
     }
 }
 
+/// How to drop an index without stalling writers: CONCURRENTLY where the
+/// server allows it (an index of one partition), else (an index of the
+/// partitioned parent, which takes ACCESS EXCLUSIVE on the parent and every
+/// partition) with a short lock_timeout, to be retried rather than queued.
+fn drop_fix(index: &QualifiedName, on_parent: bool) -> String {
+    if on_parent {
+        format!(
+            "SET lock_timeout = '100ms'; DROP INDEX IF EXISTS {index}; RESET lock_timeout; -- retry if the lock times out"
+        )
+    } else {
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {index};")
+    }
+}
+
 pub fn recommend(
     database: &str,
     specs: &[TableSpec],
@@ -91,27 +105,28 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
         );
     }
     for ix in &t.indexes {
-        let name = QualifiedName::new(
-            ix.table.split_once('.').map(|(s, _)| s).unwrap_or("public"),
-            &ix.name,
-        )
-        .map(|q| q.to_string())
-        .unwrap_or_else(|_| ix.name.clone());
+        let Some((schema, _)) = ix.table.split_once('.') else {
+            continue;
+        };
+        // Names from the catalog always fit; anything else gets no SQL.
+        let Ok(name) = QualifiedName::new(schema, &ix.name) else {
+            continue;
+        };
+        let on_parent = ix.table == t.table;
         let ours = wanted.contains(&ix.name);
         if !ix.valid && !ours {
-            let drops: Vec<String> = ix
-                .invalid
-                .iter()
-                .map(|i| {
-                    let schema = ix.table.split_once('.').map(|(s, _)| s).unwrap_or("public");
-                    format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {};",
-                        QualifiedName::new(schema, i)
-                            .map(|q| q.to_string())
-                            .unwrap_or_else(|_| i.clone())
-                    )
-                })
-                .collect();
+            // An INVALID parent index is dropped with its parts; a partition's
+            // own index CONCURRENTLY.
+            let fix = if on_parent {
+                drop_fix(&name, true)
+            } else {
+                ix.invalid
+                    .iter()
+                    .filter_map(|i| QualifiedName::new(schema, i).ok())
+                    .map(|q| drop_fix(&q, false))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
             push(
                 "invalid_index",
                 Severity::Warning,
@@ -120,8 +135,12 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                     ix.name
                 ),
                 json!({ "index": ix.name, "invalid": ix.invalid, "bytes": ix.bytes }),
-                drops.join("\n"),
+                fix,
             );
+            continue;
+        }
+        if ix.backs_constraint || ix.primary {
+            // Dropping it would drop a constraint: never proposed.
             continue;
         }
         if let Some(keep) = &ix.duplicate_of {
@@ -129,11 +148,11 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                 "duplicate_index",
                 Severity::Warning,
                 format!(
-                    "index {} duplicates {keep} (same columns, operator classes and predicate); {} to save",
+                    "index {} duplicates {keep} (same columns, order, operator classes and predicate); {} to save",
                     ix.name, ix.size_pretty
                 ),
                 json!({ "index": ix.name, "duplicate_of": keep, "bytes": ix.bytes, "definition": ix.definition }),
-                format!("SET lock_timeout = '2s'; DROP INDEX {name};"),
+                drop_fix(&name, on_parent),
             );
             continue;
         }
@@ -146,13 +165,20 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                     ix.name, ix.size_pretty
                 ),
                 json!({ "index": ix.name, "scans": ix.scans, "bytes": ix.bytes, "definition": ix.definition }),
-                format!("SET lock_timeout = '2s'; DROP INDEX {name};"),
+                drop_fix(&name, on_parent),
             );
         }
         if !ix.bloated.is_empty() {
-            let mut parts: Vec<&str> = ix.bloated.iter().map(|b| b.table.as_str()).collect();
-            parts.dedup();
             let waste: i64 = ix.bloated.iter().map(|b| b.waste_bytes).sum();
+            let fix: Vec<String> = ix
+                .bloated
+                .iter()
+                .filter_map(|b| {
+                    let schema = b.table.split_once('.')?.0;
+                    QualifiedName::new(schema, &b.index).ok()
+                })
+                .map(|q| format!("REINDEX INDEX CONCURRENTLY {q};"))
+                .collect();
             push(
                 "bloated_index",
                 Severity::Warning,
@@ -160,14 +186,10 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                     "index {} wastes about {} in {} partition(s)",
                     ix.name,
                     format::bytes(waste.max(0) as u64),
-                    parts.len()
+                    ix.bloated.len()
                 ),
                 json!({ "index": ix.name, "bloated": ix.bloated }),
-                parts
-                    .iter()
-                    .map(|p| format!("strata reindex {p}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                fix.join("\n"),
             );
         }
     }
@@ -230,11 +252,15 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             "check the query's time predicate; see `strata report --json` .tables[].strategy"
                 .to_string()
         } else {
-            format!(
-                "ALTER DATABASE {} RESET enable_partition_pruning; -- and any ALTER ROLE or postgresql.conf \
-                 setting of enable_partition_pruning = off",
-                Ident::new(database).map(|d| d.to_string()).unwrap_or_else(|_| database.to_string())
-            )
+            match Ident::new(database) {
+                // SET on beats postgresql.conf and ALTER SYSTEM for this
+                // database; a role-level setting still wins (hence the note).
+                Ok(db) => format!(
+                    "ALTER DATABASE {db} SET enable_partition_pruning = on; -- and remove any ALTER ROLE … SET \
+                     enable_partition_pruning = off"
+                ),
+                Err(_) => String::new(),
+            }
         };
         push(
             "partition_pruning",

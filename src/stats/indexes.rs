@@ -74,7 +74,7 @@ struct RawIndex {
     shape: String,
     tuples: f64,
     fillfactor: i32,
-    tuple_bytes: f64,
+    tuple_bytes: Option<f64>,
     block: i64,
 }
 
@@ -82,11 +82,15 @@ struct RawIndex {
 /// packed at its fillfactor. Coarse (no per-page overhead, average widths),
 /// so only large differences are flagged.
 fn btree_bloat(ix: &RawIndex) -> i64 {
+    let Some(tuple_bytes) = ix.tuple_bytes else {
+        return 0;
+    };
     if ix.method != "btree" || ix.tuples <= 0.0 {
         return 0;
     }
-    let usable = ix.block as f64 * (ix.fillfactor as f64 / 100.0) - 24.0;
-    let per_page = (usable / ix.tuple_bytes.max(1.0)).max(1.0);
+    // Page header (24) and the B-tree special space (16) are not usable.
+    let usable = ix.block as f64 * (ix.fillfactor as f64 / 100.0) - 24.0 - 16.0;
+    let per_page = (usable / tuple_bytes.max(1.0)).max(1.0);
     // +1: the metapage.
     let expected = ((ix.tuples / per_page).ceil() + 1.0) * ix.block as f64;
     (ix.bytes as f64 - expected).max(0.0) as i64
@@ -207,6 +211,8 @@ fn group(raw: &[RawIndex], wanted: &[String]) -> Vec<IndexStat> {
     by_priority.sort_by_key(|&i| {
         let s = &out[i];
         (
+            // An INVALID index is never the one kept.
+            !s.valid,
             !s.backs_constraint,
             !s.primary,
             !s.unique,

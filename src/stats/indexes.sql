@@ -18,17 +18,23 @@ SELECT ic.relname::text                                      AS index_name,
        EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint,
        -- What makes two indexes the same: method, keys, operator classes,
        -- expressions and predicate.
-       concat_ws('|', am.amname, i.indkey::text, i.indclass::text, i.indcollation::text,
-                 pg_catalog.pg_get_expr(i.indexprs, i.indrelid), pg_catalog.pg_get_expr(i.indpred, i.indrelid)) AS shape,
+       -- indoption: DESC / NULLS FIRST per key; indnullsnotdistinct: a
+       -- stricter uniqueness. format keeps positions fixed when parts are NULL.
+       format('%s|%s|%s|%s|%s|%s|%s|%s', am.amname, i.indkey, i.indclass, i.indcollation, i.indoption,
+              i.indnullsnotdistinct, pg_catalog.pg_get_expr(i.indexprs, i.indrelid),
+              pg_catalog.pg_get_expr(i.indpred, i.indrelid)) AS shape,
        ic.reltuples::float8                                  AS index_tuples,
        coalesce((SELECT option_value::int FROM pg_catalog.pg_options_to_table(ic.reloptions)
                   WHERE option_name = 'fillfactor'), 90)     AS fillfactor,
-       -- Bytes per B-tree leaf tuple if the index were packed: key widths
-       -- from pg_stats, plus an 8-byte tuple header and a 4-byte line pointer.
-       (SELECT coalesce(sum(st.avg_width), 8) + 12
+       -- Bytes per B-tree leaf tuple if the index were packed: MAXALIGN(8-byte
+       -- header + column widths from pg_stats) + a 4-byte line pointer. NULL
+       -- (no estimate) for expression keys or columns without statistics yet,
+       -- where a guess would flag fresh indexes as bloated.
+       (SELECT CASE WHEN 0 = ANY (i.indkey::int2[]) OR count(st.attname) < i.indnatts THEN NULL
+                    ELSE ceil((8 + sum(st.avg_width)) / 8.0) * 8 + 4 END
           FROM pg_catalog.pg_attribute a
-          JOIN pg_catalog.pg_stats st ON st.schemaname = tn.nspname AND st.tablename = tc.relname
-                                     AND st.attname = a.attname AND NOT st.inherited
+          LEFT JOIN pg_catalog.pg_stats st ON st.schemaname = tn.nspname AND st.tablename = tc.relname
+                                          AND st.attname = a.attname AND NOT st.inherited
          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[]))::float8 AS tuple_bytes,
        current_setting('block_size')::int8                  AS block_size
   FROM pg_catalog.pg_index i

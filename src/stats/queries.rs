@@ -46,7 +46,8 @@ pub struct Window {
 pub struct QueryReport {
     /// Whether pg_stat_statements is usable in this database.
     pub available: bool,
-    /// How to make it available, when it is not.
+    /// How to make it available, when it is not (or fully visible, when the
+    /// role sees only its own statements).
     pub hint: Option<String>,
     pub window: Option<Window>,
     pub slowest: Vec<QueryStat>,
@@ -123,34 +124,85 @@ pub fn choose_baseline(
     )
 }
 
+/// The view and its `_info` companion, schema-qualified.
+struct Pgss {
+    view: String,
+    info: String,
+}
+
 /// Where pg_stat_statements lives in this database, or how to get it.
-async fn locate(client: &Client) -> Result<Result<String, String>, DbError> {
+/// Works for a role that is not superuser: whether the module is loaded is
+/// learned by reading the view (SQLSTATE 55000 when it is not), because
+/// `shared_preload_libraries` is readable only with pg_read_all_settings.
+async fn locate(client: &Client) -> Result<Result<Pgss, String>, DbError> {
     let row = client
         .query_one(
             "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e
                        JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                       WHERE e.extname = 'pg_stat_statements'),
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_stat_statements'),
-                    'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))",
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_stat_statements')",
             &[],
         )
         .await
         .map_err(DbError::query("looking for pg_stat_statements"))?;
     let schema: Option<String> = row.get(0);
     let available: bool = row.get(1);
-    let preloaded: bool = row.get(2);
-    Ok(match (schema, preloaded, available) {
-        (Some(s), true, _) => Ok(format!("{}.pg_stat_statements", Ident::new(s)?)),
-        (_, _, false) => Err("the pg_stat_statements module is not installed on the server; install PostgreSQL's \
-                              contrib package (Debian: postgresql-contrib), add it to shared_preload_libraries, restart, \
-                              then run CREATE EXTENSION pg_stat_statements"
-            .into()),
-        (_, false, true) => Err("add pg_stat_statements to shared_preload_libraries (ALTER SYSTEM SET \
-                                 shared_preload_libraries = 'pg_stat_statements'), restart the server, then run \
-                                 CREATE EXTENSION pg_stat_statements in this database"
-            .into()),
-        (None, true, true) => Err("run CREATE EXTENSION pg_stat_statements in this database".into()),
-    })
+    const PRELOAD: &str = "add pg_stat_statements to shared_preload_libraries (ALTER SYSTEM SET \
+                           shared_preload_libraries = 'pg_stat_statements', keeping any libraries already \
+                           listed), restart the server";
+    let Some(schema) = schema else {
+        return Ok(Err(if available {
+            format!("run CREATE EXTENSION pg_stat_statements in this database (and, if it is not loaded yet, {PRELOAD})")
+        } else {
+            "the pg_stat_statements module is not installed on the server; install PostgreSQL's contrib \
+             package (Debian: postgresql-contrib), add it to shared_preload_libraries, restart, then run \
+             CREATE EXTENSION pg_stat_statements"
+                .into()
+        }));
+    };
+    let schema = Ident::new(schema)?;
+    let pgss = Pgss {
+        view: format!("{schema}.pg_stat_statements"),
+        info: format!("{schema}.pg_stat_statements_info"),
+    };
+    match client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) x",
+                pgss.view
+            ),
+            &[],
+        )
+        .await
+    {
+        Ok(_) => Ok(Ok(pgss)),
+        Err(e)
+            if e.code()
+                == Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) =>
+        {
+            Ok(Err(format!(
+                "{PRELOAD}: the extension exists but the module is not loaded"
+            )))
+        }
+        Err(e) => Err(DbError::query("reading pg_stat_statements")(e)),
+    }
+}
+
+/// Without pg_read_all_stats a role sees only its own statements (others
+/// have no queryid): say so rather than show a silently partial list.
+async fn visibility_note(client: &Client) -> Result<Option<String>, DbError> {
+    let sees_all: bool = client
+        .query_one(
+            "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+                    OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("checking statistics privileges"))?
+        .get(0);
+    Ok((!sees_all).then(|| {
+        "this role sees only its own statements; GRANT pg_read_all_stats TO it to see every role's".to_string()
+    }))
 }
 
 fn patterns(tables: &[TableSpec]) -> Vec<String> {
@@ -160,10 +212,9 @@ fn patterns(tables: &[TableSpec]) -> Vec<String> {
         .collect()
 }
 
-async fn current_reset(client: &Client, pgss: &str) -> Result<Option<DateTime<Utc>>, DbError> {
-    let info = pgss.replacen("pg_stat_statements", "pg_stat_statements_info", 1);
+async fn current_reset(client: &Client, pgss: &Pgss) -> Result<Option<DateTime<Utc>>, DbError> {
     let row = client
-        .query_opt(&format!("SELECT stats_reset FROM {info}"), &[])
+        .query_opt(&format!("SELECT stats_reset FROM {}", pgss.info), &[])
         .await
         .map_err(DbError::query("reading pg_stat_statements_info"))?;
     Ok(row.and_then(|r| r.get(0)))
@@ -173,10 +224,10 @@ type Key = (u32, u32, i64);
 
 async fn current(
     client: &Client,
-    pgss: &str,
+    pgss: &Pgss,
     tables: &[TableSpec],
 ) -> Result<HashMap<Key, QueryStat>, DbError> {
-    let sql = include_str!("queries.sql").replace("{pgss}", pgss);
+    let sql = include_str!("queries.sql").replace("{pgss}", &pgss.view);
     let rows = client
         .query(&sql, &[&patterns(tables)])
         .await
@@ -215,7 +266,7 @@ pub async fn snapshot(client: &Client, tables: &[TableSpec]) -> Result<u64, DbEr
                                              total_exec_time, rows, shared_blks_hit, shared_blks_read)
          SELECT now(), $2, q.* FROM ({}) q",
         include_str!("queries.sql")
-            .replace("{pgss}", &pgss)
+            .replace("{pgss}", &pgss.view)
             .trim_end()
             .trim_end_matches(';')
     );
@@ -323,7 +374,7 @@ pub async fn queries(
     most_frequent.truncate(limit);
     Ok(QueryReport {
         available: true,
-        hint: None,
+        hint: visibility_note(client).await?,
         window: Some(window),
         slowest,
         most_frequent,

@@ -8,5 +8,12 @@ SELECT s.userid, s.dbid, s.queryid, min(s.query),
   FROM {pgss} s
  WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
    AND s.queryid IS NOT NULL
-   AND EXISTS (SELECT 1 FROM unnest($1::text[]) t WHERE position(t IN lower(s.query)) > 0)
+   -- The table, or one of its partitions (name_<digits…> or name_default), as
+   -- a whole word; names are escaped for the regular expression.
+   AND EXISTS (SELECT 1 FROM unnest($1::text[]) t
+                WHERE lower(s.query) ~ ('\m' || regexp_replace(t, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                        || '(_[0-9][0-9_]*|_default)?\M'))
+   -- strata's own maintenance and DDL (tracked with track_utility) are not
+   -- the application's queries.
+   AND s.query !~* '^\s*(vacuum|analyze|reindex|explain|create|alter|drop|copy|lock|truncate|cluster)\M'
  GROUP BY s.userid, s.dbid, s.queryid;
