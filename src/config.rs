@@ -211,6 +211,58 @@ pub struct MaintenanceConfig {
     pub job_history: u64,
     /// ...and none older than this many days.
     pub job_history_days: u64,
+    /// IANA time zone of `schedule`, `vacuum_schedule` and jobs without their own.
+    pub timezone: String,
+    /// A missed occurrence still runs at startup when it is at most this old;
+    /// older ones are recorded as missed.
+    pub catch_up: Duration,
+    /// Extra scheduled jobs.
+    pub jobs: Vec<JobSpec>,
+}
+
+/// What a scheduled job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobCommand {
+    /// Partition maintenance, a pg_stat_statements reading, ANALYZE of changed partitions.
+    Maintain,
+    /// VACUUM (ANALYZE) of the managed tables.
+    Vacuum,
+    /// ANALYZE of changed partitions (and the parent when stale).
+    Analyze,
+    /// REINDEX CONCURRENTLY of every partition index.
+    Reindex,
+    /// A pg_stat_statements reading.
+    Snapshot,
+}
+
+impl JobCommand {
+    pub const ALL: &'static [(&'static str, JobCommand)] = &[
+        ("maintain", JobCommand::Maintain),
+        ("vacuum", JobCommand::Vacuum),
+        ("analyze", JobCommand::Analyze),
+        ("reindex", JobCommand::Reindex),
+        ("snapshot", JobCommand::Snapshot),
+    ];
+
+    pub fn name(self) -> &'static str {
+        JobCommand::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map(|(n, _)| *n)
+            .expect("listed")
+    }
+}
+
+/// One scheduled job: the two built-ins (`maintain`, `vacuum`) and `[[maintenance.jobs]]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub command: JobCommand,
+    /// A managed table or one of its partitions; `None`: every managed table.
+    pub table: Option<String>,
 }
 
 impl Default for MaintenanceConfig {
@@ -222,6 +274,9 @@ impl Default for MaintenanceConfig {
             move_batch_rows: 10_000,
             job_history: 1000,
             job_history_days: 90,
+            timezone: "UTC".into(),
+            catch_up: Duration::from_secs(6 * 3600),
+            jobs: Vec::new(),
         }
     }
 }
@@ -348,6 +403,20 @@ struct RawMaintenance {
     move_batch_rows: Option<i64>,
     job_history: Option<i64>,
     job_history_days: Option<i64>,
+    timezone: Option<String>,
+    catch_up: Option<String>,
+    #[serde(default)]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Option<String>,
+    schedule: Option<String>,
+    command: Option<String>,
+    table: Option<String>,
+    timezone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +490,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_MOVE_BATCH_ROWS", "maintenance.move_batch_rows"),
     ("STRATA_JOB_HISTORY", "maintenance.job_history"),
     ("STRATA_JOB_HISTORY_DAYS", "maintenance.job_history_days"),
+    ("STRATA_TIMEZONE", "maintenance.timezone"),
+    ("STRATA_CATCH_UP", "maintenance.catch_up"),
     ("STRATA_BIND", "api.bind"),
     (
         "STRATA_HEALTH_CONNECTIONS_WARNING",
@@ -624,6 +695,8 @@ fn apply_env(
             "maintenance.move_batch_rows" => m.move_batch_rows = Some(int(&value)?),
             "maintenance.job_history" => m.job_history = Some(int(&value)?),
             "maintenance.job_history_days" => m.job_history_days = Some(int(&value)?),
+            "maintenance.timezone" => m.timezone = Some(value),
+            "maintenance.catch_up" => m.catch_up = Some(value),
             "api.bind" => raw.api.bind = Some(value),
             health_key if health_key.starts_with("health.") => {
                 let number: f64 = value.trim().parse().map_err(|_| {
@@ -839,15 +912,71 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
             ))
         }
     };
+    let timezone = m.timezone.clone().unwrap_or(d.timezone.clone());
     for (key, value) in [
         ("maintenance.schedule", &m.schedule),
         ("maintenance.vacuum_schedule", &m.vacuum_schedule),
     ] {
         if let Some(v) = value {
-            if v.split_whitespace().count() != 5 {
-                return Err(invalid(key, format!("{v:?} is not a cron expression; expected five fields such as \"0 2 * * *\"")));
-            }
+            crate::scheduler::cron::Schedule::parse(v, &timezone).map_err(|e| invalid(key, e))?;
         }
+    }
+    crate::scheduler::cron::Schedule::parse("0 2 * * *", &timezone)
+        .map_err(|e| invalid("maintenance.timezone", e))?;
+    let catch_up = match &m.catch_up {
+        None => d.catch_up,
+        Some(s) => parse_duration(s).ok_or_else(|| {
+            invalid(
+                "maintenance.catch_up",
+                format!("{s:?} is not a duration; expected e.g. \"30min\", \"6h\" or \"2d\" (\"0s\" never catches up)"),
+            )
+        })?,
+    };
+    let mut jobs = Vec::new();
+    for (i, j) in m.jobs.iter().enumerate() {
+        let key = |k: &str| format!("maintenance.jobs[{i}].{k}");
+        let name = j
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| invalid(key("name"), "every job needs a name"))?;
+        if ["maintain", "vacuum"].contains(&name.as_str())
+            || jobs.iter().any(|x: &JobSpec| x.name == name)
+        {
+            return Err(invalid(
+                key("name"),
+                format!("{name:?} is already a job name (maintain and vacuum are built in)"),
+            ));
+        }
+        let tz = j.timezone.clone().unwrap_or(timezone.clone());
+        let schedule = j
+            .schedule
+            .clone()
+            .ok_or_else(|| invalid(key("schedule"), "missing; e.g. \"0 4 * * *\""))?;
+        crate::scheduler::cron::Schedule::parse(&schedule, &tz)
+            .map_err(|e| invalid(key("schedule"), e))?;
+        let command_text = j.command.clone().unwrap_or_default();
+        let command = JobCommand::ALL
+            .iter()
+            .find(|(n, _)| *n == command_text)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| {
+                let names: Vec<&str> = JobCommand::ALL.iter().map(|(n, _)| *n).collect();
+                invalid(
+                    key("command"),
+                    format!(
+                        "{command_text:?} is not a job command; expected one of {}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        jobs.push(JobSpec {
+            name,
+            schedule,
+            timezone: tz,
+            command,
+            table: j.table.clone(),
+        });
     }
     let move_batch_rows = match m.move_batch_rows {
         None => d.move_batch_rows,
@@ -868,6 +997,9 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
         )),
     };
     Ok(MaintenanceConfig {
+        timezone,
+        catch_up,
+        jobs,
         job_history: bounded(
             "maintenance.job_history",
             m.job_history,
@@ -1060,6 +1192,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "" | "ms" => Some(Duration::from_millis(n)),
         "s" | "sec" => Some(Duration::from_secs(n)),
         "min" | "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
         _ => None,
     }
 }

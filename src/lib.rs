@@ -46,6 +46,8 @@ pub enum Error {
     Report(#[from] report::ReportError),
     #[error(transparent)]
     Health(#[from] health::HealthError),
+    #[error(transparent)]
+    Scheduler(#[from] scheduler::SchedulerError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -90,6 +92,10 @@ impl Error {
             )) => EXIT_PRECONDITION,
             Error::Job(jobs::JobError::AlreadyRunning { .. }) => EXIT_PRECONDITION,
             Error::Job(jobs::JobError::NotFound(_)) => EXIT_USAGE,
+            Error::Scheduler(scheduler::SchedulerError::UnknownJob { .. }) => EXIT_USAGE,
+            Error::Scheduler(
+                scheduler::SchedulerError::Busy(_) | scheduler::SchedulerError::PgCron(_),
+            ) => EXIT_PRECONDITION,
             Error::Schema(
                 schema::SchemaError::Edited { .. } | schema::SchemaError::Unknown { .. },
             ) => EXIT_PRECONDITION,

@@ -7,6 +7,7 @@ mod local;
 mod maintenance;
 mod partitions;
 mod report;
+mod schedule;
 mod stats;
 mod target;
 
@@ -106,6 +107,11 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         days: u32,
     },
+    /// The maintenance schedule: list, run a job now, run the scheduler, or hand it to pg_cron.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// Maintenance jobs and their history (strata.jobs).
     Jobs {
         #[command(subcommand)]
@@ -136,6 +142,26 @@ pub enum StatsAction {
     },
     /// Store a pg_stat_statements reading now (maintain and the scheduler do this too).
     Snapshot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Each job with its schedule, next run and last result.
+    List,
+    /// Run a job now (under the same exactly-once guard as the scheduler).
+    Run { job: String },
+    /// Run the scheduler in the foreground until SIGTERM (`strata serve` runs it too).
+    Daemon {
+        /// Handle the startup catch-up and anything due now, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Register the seed's jobs with pg_cron (idempotent), plus a pruner of its run history.
+    InstallPgCron {
+        /// Remove strata's pg_cron jobs instead.
+        #[arg(long)]
+        uninstall: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +398,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                     maintenance::list(&target, kind.as_deref(), *limit, cli.json).await
                 }
                 JobsAction::Show { id } => maintenance::show(&target, *id, cli.json).await,
+            }
+        }
+        Command::Schedule { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                ScheduleAction::List => schedule::list(&target, &config, cli.json).await,
+                ScheduleAction::Run { job } => schedule::run(&target, &config, job, cli.json).await,
+                ScheduleAction::Daemon { once } => schedule::daemon(&target, &config, *once).await,
+                ScheduleAction::InstallPgCron { uninstall } => {
+                    schedule::install_pg_cron(&target, &config, *uninstall, cli.json).await
+                }
             }
         }
         Command::Health { now } => {

@@ -281,3 +281,102 @@ pub async fn list(
         .map_err(DbError::query("listing jobs"))?;
     Ok(rows.iter().map(record).collect())
 }
+
+/// The outcome of trying to claim one scheduled occurrence.
+#[derive(Debug)]
+pub enum Claim {
+    /// This session runs it.
+    Claimed(Job),
+    /// Someone already ran it (or recorded it missed).
+    Done,
+    /// Another session holds the job's lock (running this occurrence or an
+    /// earlier one): try again later.
+    Busy,
+}
+
+/// Claims occurrence `scheduled_for` of `kind` on `target` under `lock`.
+/// Exactly once across processes: the claim row is unique per occurrence
+/// (`jobs_one_per_occurrence`) and is only written under the lock.
+pub async fn claim(
+    client: &Client,
+    kind: &str,
+    target: &str,
+    lock: &str,
+    scheduled_for: DateTime<Utc>,
+) -> Result<Claim, JobError> {
+    if !db::try_advisory_lock(client, lock).await? {
+        return Ok(Claim::Busy);
+    }
+    let claimed = async {
+        client
+            .execute(
+                "UPDATE strata.jobs SET state = 'failed', finished_at = now(),
+                        error = 'the process running it ended before it finished'
+                  WHERE kind = $1 AND target = $2 AND state = 'running'",
+                &[&kind, &target],
+            )
+            .await
+            .map_err(DbError::query("closing an abandoned job"))?;
+        let row = client
+            .query_opt(
+                "INSERT INTO strata.jobs (kind, target, state, owner, started_at, scheduled_for)
+                 VALUES ($1, $2, 'running', $3, now(), $4)
+                 ON CONFLICT (kind, target, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
+                 RETURNING id",
+                &[&kind, &target, &owner(), &scheduled_for],
+            )
+            .await
+            .map_err(DbError::query("claiming the occurrence"))?;
+        Ok::<_, JobError>(row.map(|r| r.get::<_, i64>(0)))
+    }
+    .await;
+    match claimed {
+        Ok(Some(id)) => Ok(Claim::Claimed(Job {
+            id,
+            kind: kind.into(),
+            target: target.into(),
+            lock: lock.into(),
+        })),
+        Ok(None) => {
+            db::advisory_unlock(client, lock).await?;
+            Ok(Claim::Done)
+        }
+        Err(e) => {
+            let _ = db::advisory_unlock(client, lock).await;
+            Err(e)
+        }
+    }
+}
+
+/// Records an occurrence nobody ran in time (no-op if one did).
+pub async fn record_missed(
+    client: &Client,
+    kind: &str,
+    target: &str,
+    scheduled_for: DateTime<Utc>,
+    why: &str,
+) -> Result<bool, JobError> {
+    let n = client
+        .execute(
+            "INSERT INTO strata.jobs (kind, target, state, scheduled_for, error, finished_at)
+             VALUES ($1, $2, 'missed', $3, $4, now())
+             ON CONFLICT (kind, target, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING",
+            &[&kind, &target, &scheduled_for, &why],
+        )
+        .await
+        .map_err(DbError::query("recording a missed occurrence"))?;
+    Ok(n == 1)
+}
+
+/// The newest scheduled run of `kind` (any state).
+pub async fn last_scheduled(client: &Client, kind: &str) -> Result<Option<JobRecord>, JobError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM strata.jobs WHERE kind = $1 AND scheduled_for IS NOT NULL
+          ORDER BY scheduled_for DESC LIMIT 1"
+    );
+    let row = client
+        .query_opt(&sql, &[&kind])
+        .await
+        .map_err(DbError::query("reading the last run"))?;
+    Ok(row.as_ref().map(record))
+}

@@ -24,7 +24,7 @@ pub struct Partman {
 }
 
 impl Partman {
-    fn func(&self, name: &str) -> String {
+    pub fn func(&self, name: &str) -> String {
         format!("{}.{}", self.schema, Ident::new(name).expect("static name"))
     }
 }

@@ -44,6 +44,8 @@ impl Schedule {
 
     /// The first occurrence strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // croner keeps the sub-second part of its input; occurrences are whole seconds.
+        let t = whole_second(t);
         self.cron
             .find_next_occurrence(&t.with_timezone(&self.timezone), false)
             .ok()
@@ -52,11 +54,16 @@ impl Schedule {
 
     /// The last occurrence at or before `t`.
     pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let t = whole_second(t);
         self.cron
             .find_previous_occurrence(&t.with_timezone(&self.timezone), true)
             .ok()
             .map(|d| d.with_timezone(&Utc))
     }
+}
+
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).expect("in range")
 }
 
 #[cfg(test)]

@@ -322,3 +322,19 @@ pub async fn wait_until(client: &Client, sql: &str, what: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+impl TestDb {
+    /// A URL for another database on the same server.
+    pub fn url_for(&self, database: &str) -> String {
+        with_database(&self.admin_url, database)
+    }
+}
+
+/// A connection to any URL (e.g. another database of the test server).
+pub struct TestDbUrl;
+
+impl TestDbUrl {
+    pub async fn connect(url: &str) -> Client {
+        db::connect(url).await.expect("connecting")
+    }
+}
