@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod convert;
 pub mod db;
 pub mod demo;
 pub mod format;
@@ -48,6 +49,8 @@ pub enum Error {
     Health(#[from] health::HealthError),
     #[error(transparent)]
     Scheduler(#[from] scheduler::SchedulerError),
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -93,6 +96,14 @@ impl Error {
             Error::Job(jobs::JobError::AlreadyRunning { .. }) => EXIT_PRECONDITION,
             Error::Job(jobs::JobError::NotFound(_)) => EXIT_USAGE,
             Error::Scheduler(scheduler::SchedulerError::UnknownJob { .. }) => EXIT_USAGE,
+            Error::Convert(convert::ConvertError::Unconfirmed(_)) => EXIT_USAGE,
+            Error::Convert(
+                convert::ConvertError::Precondition { .. }
+                | convert::ConvertError::NotStarted(_)
+                | convert::ConvertError::AlreadyStarted(..)
+                | convert::ConvertError::WrongPhase { .. }
+                | convert::ConvertError::Busy(_),
+            ) => EXIT_PRECONDITION,
             Error::Scheduler(
                 scheduler::SchedulerError::Busy(_) | scheduler::SchedulerError::PgCron(_),
             ) => EXIT_PRECONDITION,

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod convert;
 mod health;
 mod indexes;
 mod local;
@@ -112,6 +113,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ScheduleAction,
     },
+    /// Convert a plain table to the partitioned layout online: writers keep writing, nothing is lost.
+    Convert {
+        #[command(subcommand)]
+        action: ConvertAction,
+    },
     /// Maintenance jobs and their history (strata.jobs).
     Jobs {
         #[command(subcommand)]
@@ -162,6 +168,63 @@ pub enum ScheduleAction {
         #[arg(long)]
         uninstall: bool,
     },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConvertArgs {
+    /// The plain table to convert (default: the first configured table).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Rows per backfill batch to start with (adapted to ~0.5 s per batch).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_rows: i64,
+    /// Copy at most this many rows per second.
+    #[arg(long)]
+    pub max_rate: Option<u64>,
+    /// Stop the backfill after this many batches (resume continues).
+    #[arg(long, hide = true)]
+    pub max_batches: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConvertAction {
+    /// Check preconditions, create the partitioned table and the mirror trigger.
+    Start(ConvertArgs),
+    /// Phase, progress, rate, ETA and the last error.
+    Status(ConvertArgs),
+    /// Continue from the last committed batch: backfill, indexes, verify.
+    Resume(ConvertArgs),
+    /// Compare both tables per id range (counts and content hashes) in one snapshot.
+    Verify(ConvertArgs),
+    /// Swap the tables in one short transaction (lock_timeout, retried).
+    Cutover(ConvertArgs),
+    /// Swap back (until cleanup); writes made since cutover are kept.
+    Rollback(ConvertArgs),
+    /// Drop the mirror triggers and the old table.
+    Cleanup {
+        #[command(flatten)]
+        args: ConvertArgs,
+        /// Required: the old table is dropped for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// start, backfill, indexes, verify and cutover in one go (stops before cleanup).
+    Run(ConvertArgs),
+}
+
+impl ConvertAction {
+    pub fn args(&self) -> &ConvertArgs {
+        match self {
+            ConvertAction::Start(a)
+            | ConvertAction::Status(a)
+            | ConvertAction::Resume(a)
+            | ConvertAction::Verify(a)
+            | ConvertAction::Cutover(a)
+            | ConvertAction::Rollback(a)
+            | ConvertAction::Run(a) => a,
+            ConvertAction::Cleanup { args, .. } => args,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +473,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     schedule::install_pg_cron(&target, &config, *uninstall, cli.json).await
                 }
             }
+        }
+        Command::Convert { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            convert::run(&target, &config, action, cli.json).await
         }
         Command::Health { now } => {
             let target = Target::resolve(&cli, true).await?;

@@ -18,7 +18,7 @@ pub use plan::{
     plan, ChildIndex, IndexConflict, IndexPlan, IndexSnapshot, IndexStep, ParentIndex,
     PartitionIndexes,
 };
-pub use set::{child_name, wanted, IndexDef, Method};
+pub use set::{child_name, fit_name, wanted, IndexDef, Method};
 
 use crate::config::TableSpec;
 use crate::db::{self, DbError, LockPolicy, QualifiedName};
