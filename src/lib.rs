@@ -5,6 +5,7 @@
 //! `cli` → capability modules (`cluster`, `schema`, `partition`, `load`,
 //! `demo`, `health`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
 
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -51,6 +52,8 @@ pub enum Error {
     Scheduler(#[from] scheduler::SchedulerError),
     #[error(transparent)]
     Convert(#[from] convert::ConvertError),
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -94,6 +97,8 @@ impl Error {
                 P::NotFound(_) | P::NotPartitioned(_) | P::BadKey { .. },
             )) => EXIT_PRECONDITION,
             Error::Job(jobs::JobError::AlreadyRunning { .. }) => EXIT_PRECONDITION,
+            Error::Bench(bench::BenchError::NotOurs(_)) => EXIT_PRECONDITION,
+            Error::Bench(bench::BenchError::Usage(_)) => EXIT_USAGE,
             Error::Job(jobs::JobError::NotFound(_)) => EXIT_USAGE,
             Error::Scheduler(scheduler::SchedulerError::UnknownJob { .. }) => EXIT_USAGE,
             Error::Convert(convert::ConvertError::Unconfirmed(_)) => EXIT_USAGE,

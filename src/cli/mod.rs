@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod bench;
 mod convert;
 mod health;
 mod indexes;
@@ -123,6 +124,9 @@ pub enum Command {
         #[command(subcommand)]
         action: JobsAction,
     },
+    /// Measure what partitioning buys: the same generated rows as a plain table without a time
+    /// index, a plain table with B-trees, and strata's partitioned layout, in a scratch database.
+    Bench(BenchArgs),
     /// Check connections, long queries, idle transactions, lock waits, wraparound, the id sequence,
     /// cache hits, replication slots, partitions ahead, the default partition and INVALID indexes.
     /// Exits 3 when a check is critical.
@@ -131,6 +135,26 @@ pub enum Command {
         #[arg(long, value_parser = parse_when)]
         now: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Rows in each layout.
+    #[arg(long, default_value_t = crate::bench::DEFAULT_ROWS)]
+    pub rows: u64,
+    /// Timed runs of each query on each layout (after one warm-up run).
+    #[arg(long, default_value_t = crate::bench::DEFAULT_RUNS)]
+    pub runs: u32,
+    /// Also write the results as a Markdown table (for a README) to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Keep the scratch database afterwards (it is dropped otherwise).
+    #[arg(long)]
+    pub keep: bool,
+    /// Name of the scratch database created on the server. An existing database of that name is
+    /// recreated only if it is strata's own bench database; any other is refused.
+    #[arg(long, default_value = crate::bench::DEFAULT_DATABASE)]
+    pub bench_database: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -481,6 +505,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Health { now } => {
             let target = Target::resolve(&cli, true).await?;
             health::run(&target, &config, *now, cli.json).await
+        }
+        Command::Bench(args) => {
+            let target = Target::resolve(&cli, false).await?;
+            bench::run(&target, args, cli.json).await
         }
         Command::Maintain(args) => {
             let target = Target::resolve(&cli, true).await?;

@@ -1,0 +1,2 @@
+-- The seed's monthly summary (session TimeZone is UTC): $1 month start, $2 next month.
+SELECT date_trunc('day', created_at) AS day, count(*) AS events, count(DISTINCT user_id) AS users FROM audit_logs WHERE created_at >= $1 AND created_at < $2 GROUP BY 1 ORDER BY 1
