@@ -387,6 +387,18 @@ async fn bad_input_is_a_json_400_or_422_and_unknown_routes_404() {
         },
     )
     .await;
+    // A request over the time limit: 503 in the same shape.
+    let hurried = state_for(
+        &small.db,
+        ServeOptions {
+            request_timeout: Duration::from_millis(1),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let (st, v) = get(&hurried, "/admin/database/report", &small.reader).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "timeout");
     let big = json!([{"user_id": 1, "action": "x".repeat(2000)}]);
     let (st, v) = post(&small.state, "/audit-logs", &small.writer, big).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
@@ -955,7 +967,7 @@ async fn over_tcp_requests_carry_ids_and_shutdown_cancels_running_jobs() {
     let (st, head, v) = http(addr, "GET", "/healthz", None, "").await;
     assert_eq!(st, 200, "{v}");
     assert!(head.contains("x-request-id: "), "{head}");
-    let (st, _, _) = http(
+    let (st, head, v) = http(
         addr,
         "GET",
         "/admin/database/report",
@@ -963,7 +975,9 @@ async fn over_tcp_requests_carry_ids_and_shutdown_cancels_running_jobs() {
         "",
     )
     .await;
-    assert_eq!(st, 401);
+    assert_eq!(st, 401, "{v}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    assert_eq!(v["error"]["code"], "unauthorized");
     let (st, _, v) = http(
         addr,
         "POST",
@@ -1091,4 +1105,129 @@ async fn token_commands_create_list_and_revoke() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(actions, ["admin.token_create", "admin.token_revoke"]);
+}
+
+/// The numbers in the README's "HTTP API" section. Run with
+/// `cargo test --release --test api -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check; see its doc comment"]
+async fn measure_write_throughput_and_stats_latency() {
+    let db = TestDb::migrated().await;
+    let cfg = common::config_file("measure.toml", "[[table]]\nstart = \"2017-01-01\"\n");
+    let out = common::strata(&db, &["--config", &cfg, "maintain", "--now", "2026-11-25"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = common::strata(
+        &db,
+        &[
+            "--config",
+            &cfg,
+            "load",
+            "--rows",
+            "200000",
+            "--from",
+            "2017-01-01",
+            "--to",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let config = Config::load(Some(std::path::Path::new(&cfg)), Vec::new()).unwrap();
+    let client = db.client().await;
+    let (_, admin) = tokens::create(&client, Role::Admin, "m").await.unwrap();
+    let (_, writer) = tokens::create(&client, Role::Writer, "w").await.unwrap();
+    let state = AppState::new(
+        api::pool(&db.url, 8).unwrap(),
+        config,
+        ServeOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(state, listener, async {
+        let _ = stopped.await;
+    }));
+
+    const BATCHES: usize = 40;
+    let bodies: Vec<String> = (0..BATCHES)
+        .map(|b| {
+            let rows: Vec<Value> = (0..1000)
+                .map(|i| {
+                    let mut e = event(b * 1000 + i);
+                    e["created_at"] =
+                        json!(format!("2026-10-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24));
+                    e
+                })
+                .collect();
+            Value::Array(rows).to_string()
+        })
+        .collect();
+    let started = Instant::now();
+    for body in &bodies[..BATCHES / 2] {
+        let (st, _, v) = http(addr, "POST", "/audit-logs", Some(&writer), body).await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let one = started.elapsed();
+    // Two writers at once.
+    let started = Instant::now();
+    let (left, right) = bodies[BATCHES / 2..].split_at(BATCHES / 4);
+    let send_all = |part: &'static [String], token: String| async move {
+        for body in part {
+            let (st, _, v) = http(addr, "POST", "/audit-logs", Some(&token), body).await;
+            assert_eq!(st, 201, "{v}");
+        }
+    };
+    let left: &'static [String] = Vec::leak(left.to_vec());
+    let right: &'static [String] = Vec::leak(right.to_vec());
+    tokio::join!(
+        send_all(left, writer.clone()),
+        send_all(right, writer.clone())
+    );
+    let two = started.elapsed();
+    let rows_one = (BATCHES / 2 * 1000) as f64;
+    println!(
+        "POST /audit-logs, batches of 1000: {:.0} rows/s (1 client, {} batches), {:.0} rows/s (2 clients, {} batches)",
+        rows_one / one.as_secs_f64(),
+        BATCHES / 2,
+        rows_one / two.as_secs_f64(),
+        BATCHES / 2
+    );
+
+    let (st, _, v) = http(
+        addr,
+        "GET",
+        "/admin/database/stats/partitions",
+        Some(&admin),
+        "",
+    )
+    .await;
+    assert_eq!(st, 200);
+    let partitions = v["partition_count"].as_u64().unwrap();
+    assert!(partitions >= 100, "{partitions}");
+    let mut times = Vec::new();
+    for i in 0..220 {
+        let t = Instant::now();
+        let (st, _, _) = http(
+            addr,
+            "GET",
+            "/admin/database/stats/partitions",
+            Some(&admin),
+            "",
+        )
+        .await;
+        assert_eq!(st, 200);
+        if i >= 20 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "GET /admin/database/stats/partitions, {partitions} partitions, {} sequential requests: p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        pct(0.50),
+        pct(0.99),
+        times[times.len() - 1]
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }

@@ -63,8 +63,8 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("the request took longer than {0} s")]
-    Timeout(u64),
+    #[error("the request took longer than {0} ms")]
+    Timeout(u128),
     #[error("{0}")]
     Unavailable(String),
     /// Logged whole, answered as a bare 500.
@@ -112,6 +112,7 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        let unauthorized = matches!(self, AppError::Unauthorized(_));
         let rows = match self {
             AppError::InvalidRows(_, rows) => Some(rows),
             _ => None,
@@ -123,7 +124,15 @@ impl IntoResponse for AppError {
                 rows,
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if unauthorized {
+            // RFC 6750: say which scheme would have worked.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

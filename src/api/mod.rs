@@ -209,7 +209,7 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
     let limit = state.options.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => AppError::Timeout(limit.as_secs()).into_response(),
+        Err(_) => AppError::Timeout(limit.as_millis()).into_response(),
     }
 }
 
