@@ -13,9 +13,14 @@ async fn main() {
         );
     }
     let cli = strata::cli::Cli::parse();
+    // A server's request log is its point; a command's log is noise.
+    let default_filter = match cli.command {
+        strata::cli::Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

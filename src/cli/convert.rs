@@ -44,6 +44,11 @@ pub async fn run(
     let spec = config.table(args.table.as_deref())?;
     let mut client = target.connect().await?;
     let opts = options(args);
+    if matches!(action, ConvertAction::Run(_))
+        && convert::active(&client, &spec.name).await?.is_none()
+    {
+        convert::start(&mut client, config, spec, &opts).await?;
+    }
     let estimate = convert::active(&client, &spec.name)
         .await?
         .and_then(|c| c.rows_total_estimate.map(|t| (t - c.rows_copied).max(0)))
@@ -109,9 +114,6 @@ pub async fn run(
             return Ok(());
         }
         ConvertAction::Run(_) => {
-            if convert::active(&client, &spec.name).await?.is_none() {
-                convert::start(&mut client, config, spec, &opts).await?;
-            }
             let c = convert::resume(&mut client, config, spec, &opts, &mut on_batch).await?;
             if c.phase == "verified" || c.phase == "rolled_back" {
                 convert::cutover(&mut client, config, spec).await?

@@ -10,6 +10,7 @@ mod maintenance;
 mod partitions;
 mod report;
 mod schedule;
+mod serve;
 mod stats;
 mod target;
 
@@ -135,6 +136,50 @@ pub enum Command {
         #[arg(long, value_parser = parse_when)]
         now: Option<DateTime<Utc>>,
     },
+    /// Run the admin HTTP API (see README "HTTP API"); stops on ctrl-c or SIGTERM.
+    Serve(ServeArgs),
+    /// API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: [api] bind in strata.toml, else 127.0.0.1:8000).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Database connections at most; each running job holds one.
+    #[arg(long, default_value_t = 16)]
+    pub pool_size: usize,
+    /// Seconds a request may take before it is answered 503 (jobs run on after their 202).
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
+    /// At shutdown, seconds running jobs may go on before they are cancelled (and recorded as such).
+    #[arg(long, default_value_t = 30)]
+    pub job_grace: u64,
+    /// Do not run the maintenance scheduler in this process (by default every `serve` runs it;
+    /// several processes still run each occurrence once).
+    #[arg(long)]
+    pub no_scheduler: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        /// admin (everything), reader (stats, report, health, jobs, audit-log reads) or writer (POST /audit-logs).
+        #[arg(long, value_parser = ["admin", "reader", "writer"])]
+        role: String,
+        /// A name to recognise it by in `token list`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Tokens with their role, creation, last use and revocation.
+    List,
+    /// Revoke a token by id (from `token list`); requests with it get 401 from then on.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, clap::Args)]
@@ -509,6 +554,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => {
             let target = Target::resolve(&cli, false).await?;
             bench::run(&target, args, cli.json).await
+        }
+        Command::Serve(args) => {
+            let target = Target::resolve(&cli, true).await?;
+            serve::serve(&target, config, args).await
+        }
+        Command::Token { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                TokenAction::Create { role, name } => {
+                    serve::token_create(&target, &config, role, name.as_deref(), cli.json).await
+                }
+                TokenAction::List => serve::token_list(&target, cli.json).await,
+                TokenAction::Revoke { id } => {
+                    serve::token_revoke(&target, &config, *id, cli.json).await
+                }
+            }
         }
         Command::Maintain(args) => {
             let target = Target::resolve(&cli, true).await?;

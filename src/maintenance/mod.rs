@@ -93,7 +93,7 @@ impl Outcome {
         }
     }
 
-    fn push(&mut self, r: RelationResult, progress: &mut dyn FnMut(&RelationResult)) {
+    fn push(&mut self, r: RelationResult, progress: &mut (dyn FnMut(&RelationResult) + Send)) {
         progress(&r);
         if !r.ok {
             self.failed += 1;
@@ -170,7 +170,7 @@ pub async fn vacuum(
     client: &Client,
     target: &MaintenanceTarget,
     analyze: bool,
-    progress: &mut dyn FnMut(&RelationResult),
+    progress: &mut (dyn FnMut(&RelationResult) + Send),
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new(if analyze { "vacuum_analyze" } else { "vacuum" }, target);
@@ -229,7 +229,7 @@ pub async fn analyze(
     client: &Client,
     target: &MaintenanceTarget,
     scope: AnalyzeScope,
-    progress: &mut dyn FnMut(&RelationResult),
+    progress: &mut (dyn FnMut(&RelationResult) + Send),
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new("analyze", target);
@@ -279,7 +279,7 @@ async fn analyze_each(
     _target: &MaintenanceTarget,
     parts: &[QualifiedName],
     out: &mut Outcome,
-    progress: &mut dyn FnMut(&RelationResult),
+    progress: &mut (dyn FnMut(&RelationResult) + Send),
 ) -> Result<(), MaintenanceError> {
     for part in parts {
         let mut r = RelationResult::new(part, "partition");
@@ -330,7 +330,7 @@ async fn analyze_parent(
     client: &Client,
     target: &MaintenanceTarget,
     out: &mut Outcome,
-    progress: &mut dyn FnMut(&RelationResult),
+    progress: &mut (dyn FnMut(&RelationResult) + Send),
 ) -> Result<(), MaintenanceError> {
     let parent = &target.relation;
     let only = server_version(client).await? >= 180_000;
@@ -395,7 +395,7 @@ async fn analyze_parent(
 pub async fn reindex(
     client: &Client,
     target: &MaintenanceTarget,
-    progress: &mut dyn FnMut(&RelationResult),
+    progress: &mut (dyn FnMut(&RelationResult) + Send),
 ) -> Result<Outcome, MaintenanceError> {
     let started = Instant::now();
     let mut out = Outcome::new("reindex", target);

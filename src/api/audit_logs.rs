@@ -1,0 +1,515 @@
+//! `POST /audit-logs` (writer), `GET /audit-logs` and
+//! `GET /audit-logs/summary` (reader).
+//!
+//! A batch is validated whole before anything is sent, then written with
+//! one COPY: one statement, so all of it or nothing.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use futures_util::SinkExt;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio_postgres::error::SqlState;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::audit_query::{self, Bucket, BucketCount, Cursor, Filter, LogRow};
+use super::auth::{Auth, Reader, Writer};
+use super::error::{ApiResult, AppError, AppQuery, ErrorBody, RowError};
+use super::AppState;
+use crate::db::{server_message, DbError};
+use crate::load::{AuditRow, InputRow, COPY_COLUMNS};
+
+/// Rows per `POST /audit-logs` at most.
+pub const MAX_BATCH: usize = 1000;
+/// Bytes of one row's `details` JSON at most.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
+/// Rows per `GET /audit-logs` page at most.
+pub const MAX_PAGE: i64 = 1000;
+/// Longest `from`..`to` span a read may ask for: bounds the partitions one
+/// request can scan.
+pub const MAX_SPAN_DAYS: i64 = 366;
+pub const STATUSES: &[&str] = &["success", "failure", "error", "pending", "denied"];
+pub const SEVERITIES: &[&str] = &["debug", "info", "notice", "warning", "error", "critical"];
+const COLUMNS: &[&str] = &[
+    "user_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "details",
+    "ip_address",
+    "user_agent",
+    "status",
+    "severity",
+    "created_at",
+];
+
+/// One audit event as posted. `created_at` defaults to now; a time with no
+/// partition is still stored (in the default partition, which `strata
+/// health` reports).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AuditEventIn {
+    user_id: i64,
+    /// At most 100 characters.
+    action: String,
+    /// At most 50 characters.
+    resource_type: Option<String>,
+    resource_id: Option<i64>,
+    /// A JSON object, at most 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
+    /// IPv4 or IPv6, optionally with a prefix length.
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    /// One of success, failure, error, pending, denied.
+    status: Option<String>,
+    /// One of debug, info, notice, warning, error, critical.
+    severity: Option<String>,
+    /// RFC 3339; default now.
+    created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inserted {
+    pub inserted: usize,
+}
+
+/// The column a validation message is about: the loader's messages start
+/// with it.
+fn field_of(message: &str) -> Option<String> {
+    let first = message.split([' ', ':']).next()?;
+    COLUMNS.contains(&first).then(|| first.to_string())
+}
+
+fn check_row(raw: &RawValue, now: DateTime<Utc>) -> Result<AuditRow, (Option<String>, String)> {
+    let de = &mut serde_json::Deserializer::from_str(raw.get());
+    let mut input: InputRow = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = if path != "." {
+            Some(path)
+        } else {
+            // `unknown field `colour`, expected …`
+            inner.split('`').nth(1).map(str::to_string)
+        };
+        (field, inner)
+    })?;
+    if input.id.is_some() || input.search_vector.is_some() {
+        return Err((
+            Some(
+                if input.id.is_some() {
+                    "id"
+                } else {
+                    "search_vector"
+                }
+                .into(),
+            ),
+            "is assigned by the server and cannot be posted".into(),
+        ));
+    }
+    if input.created_at.is_none() {
+        input.created_at = Some(now.to_rfc3339());
+    }
+    let row = input.validate().map_err(|m| (field_of(&m), m))?;
+    if let Some(s) = row.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err((
+            Some("status".into()),
+            format!("status {s:?} is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    if let Some(s) = row.severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
+        return Err((
+            Some("severity".into()),
+            format!("severity {s:?} is not one of {}", SEVERITIES.join(", ")),
+        ));
+    }
+    if let Some(d) = &row.details {
+        if d.len() > MAX_DETAILS_BYTES {
+            return Err((
+                Some("details".into()),
+                format!(
+                    "details is {} bytes; at most {MAX_DETAILS_BYTES} are allowed",
+                    d.len()
+                ),
+            ));
+        }
+        if !d.trim_start().starts_with('{') {
+            return Err((
+                Some("details".into()),
+                "details must be a JSON object".into(),
+            ));
+        }
+    }
+    Ok(row)
+}
+
+/// Parses and validates a batch (one object or an array of them): every
+/// row, so that the error lists every bad one.
+pub fn validate_batch(body: &[u8], now: DateTime<Utc>) -> ApiResult<Vec<AuditRow>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AppError::bad_request("invalid_json", "the body is not UTF-8"))?;
+    let raws: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|one| vec![one])
+    }
+    .map_err(|e| {
+        AppError::bad_request(
+            "invalid_json",
+            format!("the body is not a JSON object or array: {e}"),
+        )
+    })?;
+    if raws.is_empty() {
+        return Err(AppError::Unprocessable {
+            code: "empty_batch",
+            message: "the batch has no rows".into(),
+        });
+    }
+    if raws.len() > MAX_BATCH {
+        return Err(AppError::Unprocessable {
+            code: "batch_too_large",
+            message: format!(
+                "the batch has {} rows; at most {MAX_BATCH} are allowed",
+                raws.len()
+            ),
+        });
+    }
+    let mut rows = Vec::with_capacity(raws.len());
+    let mut bad = Vec::new();
+    for (index, raw) in raws.into_iter().enumerate() {
+        match check_row(raw, now) {
+            Ok(r) => rows.push(r),
+            Err((field, reason)) => bad.push(RowError {
+                index,
+                field,
+                reason,
+            }),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(AppError::InvalidRows(bad.len(), bad));
+    }
+    Ok(rows)
+}
+
+async fn copy(
+    client: &tokio_postgres::Client,
+    state: &AppState,
+    rows: &[AuditRow],
+) -> Result<(), DbError> {
+    let mut data = String::with_capacity(rows.len() * 256);
+    for r in rows {
+        r.encode(&mut data);
+    }
+    let sql = format!("COPY {} ({COPY_COLUMNS}) FROM STDIN", state.table());
+    let sink = client
+        .copy_in(&sql)
+        .await
+        .map_err(DbError::query("starting COPY"))?;
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from(data))
+        .await
+        .map_err(DbError::query("sending rows"))?;
+    sink.finish()
+        .await
+        .map_err(DbError::query("writing rows"))?;
+    Ok(())
+}
+
+/// Store one audit event or a batch of up to 1000, all or nothing.
+#[utoipa::path(post, path = "/audit-logs", tag = "audit-logs",
+    request_body(content = Vec<AuditEventIn>, description = "One event object, or an array of up to 1000"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored", body = Inserted),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad rows (`error.rows` names each one's index, field and reason); nothing was written", body = ErrorBody),
+    ))]
+async fn post(
+    _auth: Auth<Writer>,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Inserted>)> {
+    let rows = validate_batch(&body?, Utc::now())?;
+    let client = state.pool.get().await?;
+    match copy(&client, &state, &rows).await {
+        Ok(()) => Ok((
+            StatusCode::CREATED,
+            Json(Inserted {
+                inserted: rows.len(),
+            }),
+        )),
+        // What validation did not catch but the column types did: the
+        // caller's data, so say why.
+        Err(DbError::Query { source, .. })
+            if source.code().is_some_and(|c| {
+                c.code().starts_with("22")
+                    || c.code().starts_with("23")
+                    || *c == SqlState::BAD_COPY_FILE_FORMAT
+            }) =>
+        {
+            Err(AppError::Unprocessable {
+                code: "rejected_by_database",
+                message: server_message(&source),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn time(name: &str, value: &str) -> ApiResult<DateTime<Utc>> {
+    crate::cli::parse_when(value)
+        .map_err(|e| AppError::bad_request("invalid_query", format!("{name}: {e}")))
+}
+
+fn span(from: &str, to: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let (from, to) = (time("from", from)?, time("to", to)?);
+    if to <= from {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "to must be after from",
+        ));
+    }
+    if to - from > Duration::days(MAX_SPAN_DAYS) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("from..to spans more than {MAX_SPAN_DAYS} days; ask for a shorter range"),
+        ));
+    }
+    Ok((from, to))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Start, inclusive (RFC 3339 or YYYY-MM-DD). Required.
+    from: String,
+    /// End, exclusive. Required; at most 366 days after `from`.
+    to: String,
+    user_id: Option<i64>,
+    action: Option<String>,
+    severity: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<i64>,
+    /// JSON object the row's details must contain, e.g. `{"region":"eu"}`.
+    details: Option<String>,
+    /// Full-text search over action, resource type, status and details' string values.
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Rows per page (1..=1000, default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page {
+    pub items: Vec<LogRow>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Audit rows in a time range, newest first, with keyset pagination.
+#[utoipa::path(get, path = "/audit-logs", tag = "audit-logs", params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = Page),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(
+    _auth: Auth<Reader>,
+    State(state): State<AppState>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Page>> {
+    let (from, to) = span(&p.from, &p.to)?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let details = match &p.details {
+        None => None,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            _ => {
+                return Err(AppError::bad_request(
+                    "invalid_query",
+                    "details must be a JSON object",
+                ))
+            }
+        },
+    };
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            AppError::bad_request("invalid_query", "cursor is not one this server gave out")
+        })?),
+    };
+    let filter = Filter {
+        from,
+        to,
+        user_id: p.user_id,
+        action: p.action,
+        severity: p.severity,
+        resource_type: p.resource_type,
+        resource_id: p.resource_id,
+        details,
+        q: p.q,
+    };
+    let client = state.pool.get().await?;
+    let (items, next) = audit_query::list(&client, state.table(), &filter, after, limit).await?;
+    Ok(Json(Page {
+        items,
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// Start, inclusive. Required.
+    from: String,
+    /// End, exclusive. Required; at most 366 days after `from`.
+    to: String,
+    /// hour, day (default) or month; buckets are in UTC.
+    #[param(value_type = Option<String>)]
+    bucket: Option<Bucket>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Summary {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub bucket: Bucket,
+    pub total: i64,
+    pub buckets: Vec<BucketCount>,
+}
+
+/// Row counts per time bucket and severity.
+#[utoipa::path(get, path = "/audit-logs/summary", tag = "audit-logs", params(SummaryParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Counts", body = Summary),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn summary(
+    _auth: Auth<Reader>,
+    State(state): State<AppState>,
+    AppQuery(p): AppQuery<SummaryParams>,
+) -> ApiResult<Json<Summary>> {
+    let (from, to) = span(&p.from, &p.to)?;
+    let bucket = p.bucket.unwrap_or(Bucket::Day);
+    let filter = Filter {
+        from,
+        to,
+        ..Filter::default()
+    };
+    let client = state.pool.get().await?;
+    let buckets = audit_query::summary(&client, state.table(), &filter, bucket).await?;
+    let total = buckets.iter().map(|b| b.total).sum();
+    Ok(Json(Summary {
+        from,
+        to,
+        bucket,
+        total,
+        buckets,
+    }))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post, list))
+        .routes(routes!(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(body: &str) -> Vec<RowError> {
+        match validate_batch(body.as_bytes(), Utc::now()) {
+            Err(AppError::InvalidRows(_, rows)) => rows,
+            other => panic!("expected invalid rows, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_single_object_or_an_array() {
+        let one = validate_batch(br#"{"user_id":1,"action":"login"}"#, Utc::now()).unwrap();
+        assert_eq!(one.len(), 1);
+        let two = validate_batch(
+            br#"[{"user_id":1,"action":"a","created_at":"2025-03-01T00:00:00Z","details":{"n":1}},{"user_id":2,"action":"b"}]"#,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(two[0].details.as_deref(), Some(r#"{"n":1}"#));
+    }
+
+    #[test]
+    fn bad_rows_are_named_by_index_and_field() {
+        let e = errors(
+            r#"[{"user_id":1,"action":"ok"},{"user_id":"x","action":"a"},{"user_id":1,"action":"a","colour":1},
+                {"user_id":1,"action":"a","severity":"loud"},{"user_id":1,"action":"a","ip_address":"1.2.3"},
+                {"user_id":1},{"user_id":1,"action":"a","details":[1]},{"id":5,"user_id":1,"action":"a"}]"#,
+        );
+        let got: Vec<(usize, Option<&str>)> =
+            e.iter().map(|r| (r.index, r.field.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Some("user_id")),
+                (2, Some("colour")),
+                (3, Some("severity")),
+                (4, Some("ip_address")),
+                (5, Some("action")),
+                (6, Some("details")),
+                (7, Some("id")),
+            ],
+            "{e:?}"
+        );
+        let long = "a".repeat(101);
+        let e = errors(&format!(r#"{{"user_id":1,"action":"{long}"}}"#));
+        assert_eq!(e[0].field.as_deref(), Some("action"));
+        assert!(e[0].reason.contains("101"), "{e:?}");
+    }
+
+    #[test]
+    fn batches_have_bounds() {
+        assert!(matches!(
+            validate_batch(b"[]", Utc::now()),
+            Err(AppError::Unprocessable {
+                code: "empty_batch",
+                ..
+            })
+        ));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"user_id":1,"action":"a"}"#; MAX_BATCH + 1].join(",")
+        );
+        assert!(matches!(
+            validate_batch(many.as_bytes(), Utc::now()),
+            Err(AppError::Unprocessable {
+                code: "batch_too_large",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_batch(b"{not json", Utc::now()),
+            Err(AppError::BadRequest { .. })
+        ));
+        let big = format!(
+            r#"{{"user_id":1,"action":"a","details":{{"x":"{}"}}}}"#,
+            "y".repeat(MAX_DETAILS_BYTES)
+        );
+        assert_eq!(errors(&big)[0].field.as_deref(), Some("details"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The API's one error type. Every failure leaves as
+//! `{"error":{"code","message"}}` with its status; a 5xx says only that
+//! something failed and logs the detail, because server error text can name
+//! tables, hosts or SQL that callers have no business seeing.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::DbError;
+use crate::jobs::JobError;
+use crate::maintenance::MaintenanceError;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `unauthorized`, `unknown_table`, `invalid_rows`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// For `invalid_rows`: each bad row's index (0-based), field and reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<RowError>>)]
+    pub rows: Option<Vec<RowError>>,
+}
+
+/// One refused row of a `POST /audit-logs` batch.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct RowError {
+    pub index: usize,
+    /// The column at fault, when one is.
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{0} of the batch's rows are invalid; nothing was written")]
+    InvalidRows(usize, Vec<RowError>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the request took longer than {0} ms")]
+    Timeout(u128),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged whole, answered as a bare 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> AppError {
+        AppError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> AppError {
+        AppError::Internal(e.to_string())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            AppError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            AppError::InvalidRows(..) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "already_running"),
+            AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = match &self {
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                "internal error; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let unauthorized = matches!(self, AppError::Unauthorized(_));
+        let rows = match self {
+            AppError::InvalidRows(_, rows) => Some(rows),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                rows,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if unauthorized {
+            // RFC 6750: say which scheme would have worked.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::warn!(error = %e, "no database connection");
+        AppError::Unavailable("no database connection is available; try again".into())
+    }
+}
+
+impl From<JobError> for AppError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::AlreadyRunning { .. } => AppError::Conflict(e.to_string()),
+            JobError::NotFound(_) => AppError::NotFound(e.to_string()),
+            JobError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<MaintenanceError> for AppError {
+    fn from(e: MaintenanceError) -> Self {
+        match e {
+            MaintenanceError::UnknownTarget { .. } => {
+                AppError::bad_request("unknown_table", e.to_string())
+            }
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(r.body_text())
+        } else {
+            AppError::bad_request("bad_body", r.body_text())
+        }
+    }
+}
+
+/// `Json` whose refusals (malformed JSON, wrong types, too large) keep the
+/// API's error shape.
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(AppJson(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable {
+                code: "invalid_json",
+                message: e.body_text(),
+            }),
+            Err(JsonRejection::BytesRejection(e)) => Err(e.into()),
+            Err(e) => Err(AppError::bad_request("invalid_json", e.body_text())),
+        }
+    }
+}
+
+/// `Query` whose refusals keep the API's error shape.
+pub struct AppQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| AppQuery(q.0))
+            .map_err(|e: QueryRejection| AppError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+pub type ApiResult<T> = Result<T, AppError>;

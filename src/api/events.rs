@@ -1,0 +1,377 @@
+//! Security events, written into the audit table itself: admin actions
+//! (`admin.vacuum`, `admin.token_create`, …) and refused requests
+//! (`security.auth_failed`, `security.forbidden`).
+//!
+//! Refusals are aggregated per source, action and minute: the first one of
+//! each is written at once, so it is visible while the attack goes on, and
+//! the rest are counted in memory and written as one row with a `count`
+//! when the minute is over (or the server stops). A flood of bad tokens
+//! from one address thus costs at most two rows a minute, and its requests
+//! never wait on the database after the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::db::{DbError, QualifiedName};
+
+pub const AUTH_FAILED: &str = "security.auth_failed";
+pub const FORBIDDEN: &str = "security.forbidden";
+
+/// Distinct (source, action, minute) entries kept in memory at most; beyond
+/// that, new sources share one entry so that spoofed variety cannot grow it.
+const MAX_PENDING: usize = 10_000;
+/// Paths remembered per aggregated entry, as examples.
+const MAX_PATHS: usize = 5;
+/// A client's User-Agent is stored up to this many characters.
+const MAX_USER_AGENT: usize = 256;
+
+/// Who sent a request, for the event's `ip_address` and `user_agent`.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub request_id: Option<String>,
+}
+
+impl RequestContext {
+    pub fn from_parts(parts: &Parts) -> RequestContext {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(MAX_USER_AGENT).collect::<String>())
+        };
+        RequestContext {
+            // The peer address: X-Forwarded-For is not trusted, as nothing
+            // says a proxy in front of strata sets it honestly.
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            user_agent: header("user-agent"),
+            method: parts.method.to_string(),
+            path: parts.uri.path().chars().take(200).collect(),
+            request_id: header("x-request-id"),
+        }
+    }
+
+    fn source(&self) -> String {
+        self.ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestContext::from_parts(parts))
+    }
+}
+
+/// One row for the audit table.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub action: String,
+    /// The token's id for an authenticated caller, 0 otherwise (the column is NOT NULL).
+    pub user_id: i64,
+    pub resource_type: Option<&'static str>,
+    pub resource_id: Option<i64>,
+    pub status: &'static str,
+    pub severity: &'static str,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub details: Value,
+}
+
+impl Event {
+    /// An event about a request, with its address, agent, method and path.
+    pub fn for_request(
+        ctx: &RequestContext,
+        action: &str,
+        user_id: i64,
+        mut details: Value,
+    ) -> Event {
+        if let Value::Object(map) = &mut details {
+            map.insert("method".into(), json!(ctx.method));
+            map.insert("path".into(), json!(ctx.path));
+            if let Some(id) = &ctx.request_id {
+                map.insert("request_id".into(), json!(id));
+            }
+        }
+        Event {
+            action: action.to_string(),
+            user_id,
+            resource_type: None,
+            resource_id: None,
+            status: "success",
+            severity: "info",
+            ip: ctx.ip,
+            user_agent: ctx.user_agent.clone(),
+            details,
+        }
+    }
+}
+
+/// jsonb cannot store U+0000, which a hostile `table_name` may well hold:
+/// the event must still be written, so it becomes U+FFFD.
+fn storable(details: &Value) -> Value {
+    let text = details.to_string();
+    if !text.contains("\\u0000") {
+        return details.clone();
+    }
+    serde_json::from_str(&text.replace("\\u0000", "\\ufffd")).unwrap_or(Value::Null)
+}
+
+/// Writes one event into `table`.
+pub async fn write(client: &Client, table: &QualifiedName, e: &Event) -> Result<(), DbError> {
+    let details = storable(&e.details);
+    let sql = format!(
+        "INSERT INTO {table} (user_id, action, resource_type, resource_id, details, ip_address, user_agent, status, severity)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    );
+    client
+        .execute(
+            &sql,
+            &[
+                &e.user_id,
+                &e.action,
+                &e.resource_type,
+                &e.resource_id,
+                &details,
+                &e.ip,
+                &e.user_agent,
+                &e.status,
+                &e.severity,
+            ],
+        )
+        .await
+        .map_err(DbError::query("writing a security event"))?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Key {
+    source: String,
+    action: &'static str,
+    /// Minutes since the Unix epoch.
+    minute: i64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Refusals after the first (which was written at once).
+    count: u64,
+    reasons: BTreeMap<String, u64>,
+    paths: Vec<String>,
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+}
+
+/// The in-memory side of refusal aggregation.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    pending: Mutex<HashMap<Key, Pending>>,
+}
+
+fn minute_now() -> i64 {
+    Utc::now().timestamp().div_euclid(60)
+}
+
+impl Refusals {
+    /// Counts a refusal; true when it is the first of its source, action
+    /// and minute, which the caller then writes at once.
+    fn note(&self, ctx: &RequestContext, action: &'static str, reason: &str, minute: i64) -> bool {
+        let mut pending = self.pending.lock().expect("refusal counter poisoned");
+        let mut key = Key {
+            source: ctx.source(),
+            action,
+            minute,
+        };
+        if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
+            key.source = "other sources".into();
+        }
+        match pending.get_mut(&key) {
+            None => {
+                pending.insert(
+                    key,
+                    Pending {
+                        ip: ctx.ip,
+                        user_agent: ctx.user_agent.clone(),
+                        ..Pending::default()
+                    },
+                );
+                true
+            }
+            Some(p) => {
+                p.count += 1;
+                *p.reasons.entry(reason.to_string()).or_default() += 1;
+                if p.paths.len() < MAX_PATHS && !p.paths.contains(&ctx.path) {
+                    p.paths.push(ctx.path.clone());
+                }
+                false
+            }
+        }
+    }
+
+    /// Takes what is due: entries of minutes that are over, or all of them.
+    fn take(&self, all: bool, minute: i64) -> Vec<(Key, Pending)> {
+        let mut pending = self.pending.lock().expect("refusal counter poisoned");
+        let due: Vec<Key> = pending
+            .keys()
+            .filter(|k| all || k.minute < minute)
+            .cloned()
+            .collect();
+        due.into_iter()
+            .filter_map(|k| pending.remove_entry(&k))
+            .filter(|(_, p)| p.count > 0)
+            .collect()
+    }
+}
+
+/// Security events of one server: where they go, and the refusal counter.
+pub struct SecurityEvents {
+    pool: deadpool_postgres::Pool,
+    table: QualifiedName,
+    refusals: Refusals,
+}
+
+impl SecurityEvents {
+    pub fn new(pool: deadpool_postgres::Pool, table: QualifiedName) -> SecurityEvents {
+        SecurityEvents {
+            pool,
+            table,
+            refusals: Refusals::default(),
+        }
+    }
+
+    /// Writes an event; a failure is logged, not returned: the action it
+    /// records has already happened or been refused.
+    pub async fn record(&self, event: Event) {
+        let result = async {
+            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            write(&client, &self.table, &event)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(action = %event.action, error = %e, "could not write a security event");
+        }
+    }
+
+    /// Records a refused request (401 or 403), aggregated.
+    pub async fn refused(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        reason: &str,
+        user_id: i64,
+    ) {
+        if !self.refusals.note(ctx, action, reason, minute_now()) {
+            return;
+        }
+        let details = json!({
+            "reason": reason,
+            "count": 1,
+            "aggregation": "first refusal of this source this minute; later ones are summed into one row",
+        });
+        let mut e = Event::for_request(ctx, action, user_id, details);
+        e.status = "failure";
+        e.severity = "warning";
+        e.resource_type = Some("api");
+        self.record(e).await;
+    }
+
+    /// Writes the aggregated refusals of minutes that are over (`all`:
+    /// every pending one, at shutdown). Returns how many rows it wrote.
+    pub async fn flush(&self, all: bool) -> usize {
+        let due = self.refusals.take(all, minute_now());
+        let n = due.len();
+        for (key, p) in due {
+            let from = chrono::DateTime::from_timestamp(key.minute * 60, 0).unwrap_or_default();
+            let details = json!({
+                "count": p.count,
+                "aggregated": true,
+                "source": key.source,
+                "minute": from,
+                "reasons": p.reasons,
+                "paths": p.paths,
+            });
+            self.record(Event {
+                action: key.action.to_string(),
+                user_id: 0,
+                resource_type: Some("api"),
+                resource_id: None,
+                status: "failure",
+                severity: "warning",
+                ip: p.ip,
+                user_agent: p.user_agent,
+                details,
+            })
+            .await;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(ip: &str) -> RequestContext {
+        RequestContext {
+            ip: Some(ip.parse().unwrap()),
+            path: "/admin/database/report".into(),
+            ..RequestContext::default()
+        }
+    }
+
+    #[test]
+    fn refusals_aggregate_per_source_action_and_minute() {
+        let r = Refusals::default();
+        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100));
+        for _ in 0..999 {
+            assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100));
+        }
+        assert!(r.note(&ctx("10.0.0.2"), AUTH_FAILED, "unknown token", 100));
+        assert!(r.note(&ctx("10.0.0.1"), FORBIDDEN, "role", 100));
+        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
+        // Minute 100 is over at 101: only entries with more than the first are written.
+        let due = r.take(false, 101);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1.count, 999);
+        assert_eq!(due[0].1.reasons["unknown token"], 999);
+        assert!(r.take(false, 101).is_empty());
+        // Minute 101's entry stays until it is over or everything is flushed.
+        assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
+        assert_eq!(r.take(true, 101).len(), 1);
+    }
+
+    #[test]
+    fn nul_characters_become_storable() {
+        let v = storable(&json!({"table_name": "a\u{0}b", "n": 1}));
+        assert_eq!(v, json!({"table_name": "a\u{fffd}b", "n": 1}));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let r = Refusals::default();
+        for i in 0..(MAX_PENDING + 50) {
+            let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            r.note(&ctx(&ip), AUTH_FAILED, "x", 7);
+        }
+        assert!(r.pending.lock().unwrap().len() <= MAX_PENDING + 1);
+    }
+}

@@ -1,0 +1,270 @@
+//! `POST /admin/database/maintenance/{vacuum,analyze,reindex}` and
+//! `POST /admin/database/partitions/maintain`: the table name is resolved
+//! against the catalog (`maintenance::resolve`), never sent as SQL, and the
+//! work runs as a job (`202 {"job_id"}`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Admin, Auth};
+use super::error::{ApiResult, AppError, AppJson, ErrorBody};
+use super::events::Event;
+use super::jobs::Work;
+use super::AppState;
+use crate::jobs::Retention;
+use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget};
+
+/// Longest `table_name` looked at: a schema and a name of 63 bytes each,
+/// quoted, with a dot. Anything longer cannot name a table.
+const MAX_TABLE_NAME: usize = 2 * (63 * 2 + 2) + 1;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VacuumRequest {
+    /// A managed table or one of its partitions, e.g. `audit_logs` or `audit_logs_2025_03`.
+    pub table_name: String,
+    /// Also refresh planner statistics.
+    #[serde(default)]
+    pub analyze: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    pub table_name: String,
+    /// Only partitions changed since their last analyze.
+    #[serde(default)]
+    pub changed_only: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableRequest {
+    pub table_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MaintainRequest {
+    /// A managed table (default: the first configured one).
+    #[serde(default)]
+    pub table_name: Option<String>,
+}
+
+/// A job was started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAccepted {
+    pub job_id: i64,
+    pub kind: String,
+    pub target: String,
+    /// Where to follow it: `/admin/jobs/{job_id}`.
+    pub status_url: String,
+}
+
+/// Resolves the name, starts the job and records the admin action (also
+/// when it is refused).
+async fn start(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    table_name: &str,
+    parent_only: bool,
+    make: impl FnOnce(MaintenanceTarget) -> Work,
+    kind: &'static str,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let result = async {
+        if table_name.len() > MAX_TABLE_NAME {
+            return Err(AppError::bad_request(
+                "unknown_table",
+                format!(
+                    "table_name is {} bytes long; no table name is longer than {MAX_TABLE_NAME}",
+                    table_name.len()
+                ),
+            ));
+        }
+        let mut client = state.pool.get().await?;
+        let target = maintenance::resolve(&mut client, &state.config.tables, table_name).await?;
+        if parent_only && !target.is_parent {
+            return Err(AppError::bad_request(
+                "unknown_table",
+                format!(
+                    "{kind} works on a managed table, and {} is one of its partitions",
+                    target.relation.display_unquoted()
+                ),
+            ));
+        }
+        let work = make(target);
+        let target = work.target();
+        let history = Retention::from_config(&state.config.maintenance);
+        let id = state.jobs.start(client, work, history).await?;
+        Ok((id, target))
+    }
+    .await;
+    let shown: String = table_name.chars().take(200).collect();
+    let mut event = Event::for_request(
+        &auth.ctx,
+        &format!("admin.{kind}"),
+        auth.principal.token_id,
+        json!({"table_name": shown, "token_name": auth.principal.name}),
+    );
+    event.resource_type = Some("job");
+    match &result {
+        Ok((id, _)) => {
+            event.resource_id = Some(*id);
+            event.details["job_id"] = json!(id);
+        }
+        Err(e) => {
+            event.status = "failure";
+            event.severity = "warning";
+            event.details["refused"] = json!(e.to_string());
+        }
+    }
+    state.events.record(event).await;
+    let (job_id, target) = result?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JobAccepted {
+            job_id,
+            kind: kind.into(),
+            target,
+            status_url: format!("/admin/jobs/{job_id}"),
+        }),
+    ))
+}
+
+/// VACUUM a managed table (partition by partition) or one partition, as a job.
+#[utoipa::path(post, path = "/admin/database/maintenance/vacuum", tag = "maintenance",
+    request_body = VacuumRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, description = "Unknown table or malformed JSON", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The same job is running", body = ErrorBody),
+        (status = 422, description = "Wrong field types", body = ErrorBody),
+    ))]
+async fn vacuum(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<VacuumRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let analyze = req.analyze;
+    start(
+        &state,
+        &auth,
+        &req.table_name,
+        false,
+        |target| Work::Vacuum { target, analyze },
+        "vacuum",
+    )
+    .await
+}
+
+/// ANALYZE a managed table or one partition, as a job.
+#[utoipa::path(post, path = "/admin/database/maintenance/analyze", tag = "maintenance",
+    request_body = AnalyzeRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn analyze(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<AnalyzeRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let scope = if req.changed_only {
+        AnalyzeScope::Changed
+    } else {
+        AnalyzeScope::All
+    };
+    start(
+        &state,
+        &auth,
+        &req.table_name,
+        false,
+        |target| Work::Analyze { target, scope },
+        "analyze",
+    )
+    .await
+}
+
+/// REINDEX INDEX CONCURRENTLY every index of a managed table's partitions, as a job.
+#[utoipa::path(post, path = "/admin/database/maintenance/reindex", tag = "maintenance",
+    request_body = TableRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn reindex(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<TableRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    start(
+        &state,
+        &auth,
+        &req.table_name,
+        false,
+        |target| Work::Reindex { target },
+        "reindex",
+    )
+    .await
+}
+
+/// Partition maintenance (premake, default-partition moves, retention), as a job.
+#[utoipa::path(post, path = "/admin/database/partitions/maintain", tag = "maintenance",
+    request_body(content = MaintainRequest, description = "Optional; an empty body means the first managed table"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn maintain(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let body = body?;
+    let req: MaintainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        MaintainRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => AppError::Unprocessable {
+                code: "invalid_json",
+                message: e.to_string(),
+            },
+            _ => AppError::bad_request("invalid_json", e.to_string()),
+        })?
+    };
+    let name = req
+        .table_name
+        .unwrap_or_else(|| state.config.tables[0].name.display_unquoted());
+    let maintenance = state.config.maintenance.clone();
+    start(
+        &state,
+        &auth,
+        &name,
+        true,
+        |target| Work::Maintain {
+            spec: target.spec,
+            maintenance,
+        },
+        "maintain",
+    )
+    .await
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(vacuum))
+        .routes(routes!(analyze))
+        .routes(routes!(reindex))
+        .routes(routes!(maintain))
+}

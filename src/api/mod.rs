@@ -1,0 +1,318 @@
+//! The admin HTTP API behind `strata serve`: axum on tokio, a
+//! deadpool-postgres pool in the state, bearer tokens with roles,
+//! maintenance as background jobs, audit-log writes and reads, metrics and
+//! an OpenAPI document generated from the handlers.
+//!
+//! Routes sit beside their handlers in one file per resource; each file's
+//! `router()` registers them through `utoipa_axum::routes!`, which adds a
+//! route to the router and to the OpenAPI document at once, so the two
+//! cannot disagree.
+
+mod audit_logs;
+pub mod audit_query;
+mod auth;
+mod error;
+pub mod events;
+mod jobs;
+mod maintenance;
+mod metrics;
+mod stats;
+mod system;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::net::TcpListener;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use audit_logs::{validate_batch, MAX_BATCH, MAX_DETAILS_BYTES, SEVERITIES, STATUSES};
+pub use error::{AppError, ErrorBody, RowError};
+pub use events::{Event, RequestContext, SecurityEvents};
+pub use jobs::{JobRunner, Work, SHUTDOWN_REASON};
+pub use metrics::Metrics;
+pub use tokens::{Principal, Role, TokenInfo};
+
+use crate::config::Config;
+use crate::db::QualifiedName;
+
+/// Limits and timeouts of one server.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// A request still running after this is answered 503 (jobs are not
+    /// requests: they run on after their 202).
+    pub request_timeout: Duration,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// At shutdown, how long running jobs may go on before they are cancelled.
+    pub job_grace: Duration,
+    /// Database connections at most; running jobs hold one each.
+    pub pool_size: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            request_timeout: Duration::from_secs(30),
+            // A full batch of 1000 rows with details near their limit fits.
+            body_limit: 16 * 1024 * 1024,
+            job_grace: Duration::from_secs(30),
+            pool_size: 16,
+        }
+    }
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub config: Arc<Config>,
+    pub jobs: JobRunner,
+    pub events: Arc<SecurityEvents>,
+    pub metrics: Arc<Metrics>,
+    pub options: Arc<ServeOptions>,
+}
+
+impl AppState {
+    pub fn new(pool: Pool, config: Config, options: ServeOptions) -> AppState {
+        let table = config.tables[0].name.clone();
+        AppState {
+            events: Arc::new(SecurityEvents::new(pool.clone(), table)),
+            pool,
+            config: Arc::new(config),
+            jobs: JobRunner::default(),
+            metrics: Arc::new(Metrics::default()),
+            options: Arc::new(options),
+        }
+    }
+
+    /// The audit table: the first managed table, where `POST /audit-logs`
+    /// writes and security events go.
+    pub fn table(&self) -> &QualifiedName {
+        &self.config.tables[0].name
+    }
+}
+
+/// A connection pool for `url`. Connections are tagged
+/// `application_name=strata`, like every other strata session.
+pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|source| crate::db::DbError::Connect {
+            target: crate::db::redact_url(url),
+            source,
+        })?;
+    if config.get_application_name().is_none() {
+        config.application_name("strata");
+    }
+    // Clean, not Fast: a handler cut off by the request timeout may leave a
+    // session setting behind (health sets lock_timeout); RESET ALL and
+    // pg_advisory_unlock_all on the way back into the pool undo it.
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Clean,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size.max(2))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .expect("the runtime is set, so building the pool cannot fail"))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "strata admin API", description = "Partition maintenance, statistics and audit logs of a PostgreSQL audit_logs table. Authenticate with `Authorization: Bearer <token>` (`strata token create`)."),
+    modifiers(&BearerScheme),
+    components(schemas(ErrorBody, RowError)),
+    tags(
+        (name = "stats", description = "Reader: statistics, report, health"),
+        (name = "maintenance", description = "Admin: vacuum, analyze, reindex, partition maintenance, as jobs"),
+        (name = "jobs", description = "Reader: job state and results"),
+        (name = "audit-logs", description = "Writer: POST; reader: GET"),
+        (name = "system", description = "Liveness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(stats::router())
+        .merge(maintenance::router())
+        .merge(jobs::router())
+        .merge(audit_logs::router())
+        .merge(system::router())
+}
+
+/// The OpenAPI document of every route [`app`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+/// Request ids: a per-process random prefix and a counter, cheap and
+/// unique enough to find one request's log lines.
+#[derive(Clone)]
+struct NextRequestId {
+    prefix: Arc<str>,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.options.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => AppError::Timeout(limit.as_millis()).into_response(),
+    }
+}
+
+async fn not_found(State(state): State<AppState>, req: Request) -> AppError {
+    state
+        .metrics
+        .observe("unmatched", req.method().as_str(), 404, 0.0);
+    AppError::NotFound(format!("no route {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> AppError {
+    AppError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// The whole API as one router (STYLE: tests drive it with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    let prefix: String = {
+        use rand::Rng;
+        let n: u32 = rand::thread_rng().gen();
+        format!("{n:08x}")
+    };
+    let ids = NextRequestId {
+        prefix: prefix.into(),
+        counter: Default::default(),
+    };
+    router
+        // Route layers run after routing, so metrics see the route template.
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.options.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        // Outermost last: the id is set first, then seen by the trace span,
+        // then copied to the response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // One line per request (status, latency) at the server's default level.
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(ids))
+        .with_state(state)
+}
+
+/// How often aggregated refusals of past minutes are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(15);
+
+/// Serves until `shutdown` resolves: then stops accepting, finishes
+/// in-flight requests, gives running jobs `job_grace` to end (cancelling
+/// the rest, which record why), and writes pending security events.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let events = state.events.clone();
+    let flusher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tick.tick().await;
+            events.flush(false).await;
+        }
+    });
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("no longer accepting requests; waiting for running jobs");
+    state.jobs.shutdown(state.options.job_grace).await;
+    flusher.abort();
+    state.events.flush(true).await;
+    served
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
