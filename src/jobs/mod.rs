@@ -102,9 +102,8 @@ pub async fn start_locked(
     if !db::try_advisory_lock(client, &lock).await? {
         let running: Vec<String> = client
             .query(
-                "SELECT id, kind, target FROM strata.jobs WHERE state = 'running' AND (target = $1 OR kind = $2)
-                  ORDER BY id DESC LIMIT 3",
-                &[&target, &kind],
+                "SELECT id, kind, target FROM strata.jobs WHERE state = 'running' ORDER BY id DESC LIMIT 3",
+                &[],
             )
             .await
             .map_err(DbError::query("looking up the running job"))?
