@@ -891,6 +891,31 @@ fn rename_sql(
         .collect()
 }
 
+/// Autovacuum on either table (likely on fresh partitions after a
+/// backfill) holds SHARE UPDATE EXCLUSIVE for as long as it runs; PostgreSQL
+/// cancels it only after `deadlock_timeout` (1 s) of a conflicting wait,
+/// longer than our lock_timeout. So each swap attempt first cancels the
+/// autovacuum workers on the tables involved, as the server itself would
+/// (they come back later). Without the privilege to do so, nothing happens.
+fn cancel_autovacuum(tables: &[&QualifiedName]) -> String {
+    let regs = tables
+        .iter()
+        .map(|t| format!("to_regclass({})", literal(&t.to_string())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "DO $strata$ BEGIN
+            PERFORM pg_catalog.pg_cancel_backend(a.pid)
+               FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_locks l ON l.pid = a.pid
+              WHERE a.backend_type = 'autovacuum worker' AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                                                            WHERE datname = current_database())
+                AND (l.relation IN ({regs})
+                     OR l.relation IN (SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent IN ({regs})));
+         EXCEPTION WHEN insufficient_privilege THEN NULL;
+         END $strata$"
+    )
+}
+
 /// Phase 5: the swap, in one transaction under a short lock_timeout,
 /// retried. Writers wait at most one lock_timeout per attempt.
 pub async fn cutover(
@@ -921,6 +946,7 @@ pub async fn cutover(
             .get(0);
         let policy = &config.maintenance.lock;
         let mut stmts = vec![
+            cancel_autovacuum(&[&names.table, &names.new]),
             "BEGIN".to_string(),
             policy.set_sql(true),
             format!("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE", names.table, names.new),
@@ -986,6 +1012,7 @@ pub async fn rollback(
             .get(0);
         let policy = &config.maintenance.lock;
         let mut stmts = vec![
+            cancel_autovacuum(&[&names.table, &names.old]),
             "BEGIN".to_string(),
             policy.set_sql(true),
             format!("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE", names.table, names.old),
@@ -1038,6 +1065,7 @@ pub async fn cleanup(
         }
         let policy = &config.maintenance.lock;
         let stmts = vec![
+            cancel_autovacuum(&[&names.table, &names.old]),
             "BEGIN".to_string(),
             policy.set_sql(true),
             sql::drop_trigger(&names.table),
