@@ -16,4 +16,5 @@ SELECT s.userid, s.dbid, s.queryid, min(s.query),
    -- strata's own maintenance and DDL (tracked with track_utility) are not
    -- the application's queries.
    AND s.query !~* '^\s*(vacuum|analyze|reindex|explain|create|alter|drop|copy|lock|truncate|cluster)\M'
+   AND s.query !~ '^\s*-- strata'
  GROUP BY s.userid, s.dbid, s.queryid;
