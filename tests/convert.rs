@@ -122,6 +122,17 @@ async fn writer(c: Client, n: i64, seeded: i64, stop: Arc<AtomicBool>) -> u64 {
     done
 }
 
+/// `r` (plain) or `p` (partitioned): which table the name `audit_logs` means now.
+async fn relkind(c: &Client) -> String {
+    c.query_one(
+        "SELECT relkind::text FROM pg_class WHERE oid = 'audit_logs'::regclass",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// The final table must equal what the writers did, row for row.
 async fn check_exact(c: &Client, rows_seeded: i64) {
     // Seed rows not touched by writers keep their values; for every id the
@@ -186,25 +197,11 @@ async fn converts_while_writers_insert_update_and_delete_through_every_phase() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["conversion"]["phase"], "verified");
     ok(strata(&db, &["convert", "cutover"]));
-    let kind: String = c
-        .query_one(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'audit_logs'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let kind = relkind(&c).await;
     assert_eq!(kind, "p", "audit_logs is the partitioned table now");
     ok(strata(&db, &["convert", "verify"]));
     ok(strata(&db, &["convert", "rollback"]));
-    let kind: String = c
-        .query_one(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'audit_logs'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let kind = relkind(&c).await;
     assert_eq!(kind, "r", "rolled back to the plain table");
     ok(strata(&db, &["convert", "verify"]));
     ok(strata(&db, &["convert", "cutover"]));
@@ -336,14 +333,7 @@ async fn kill_9_mid_backfill_and_mid_cutover_then_resume_is_exact() {
     child.wait().unwrap();
     reader.batch_execute("COMMIT").await.unwrap();
     wait_until(&c, NO_STRATA_LOCKS, "the killed process's session ended").await;
-    let kind: String = c
-        .query_one(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'audit_logs'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let kind = relkind(&c).await;
     assert_eq!(kind, "r", "a killed cutover changed nothing");
     ok(strata(&db, &["convert", "verify"]));
     ok(strata(&db, &["convert", "cutover"]));

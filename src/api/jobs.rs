@@ -29,7 +29,7 @@ use super::error::{ApiResult, AppError, AppQuery, ErrorBody};
 use super::AppState;
 use crate::config::{MaintenanceConfig, TableSpec};
 use crate::jobs::{self, JobError, JobRecord, Retention};
-use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget, Outcome};
+use crate::maintenance::{self, MaintenanceTarget, Operation, Outcome};
 use crate::partition;
 
 /// What a job whose server stopped before it finished records as its error.
@@ -41,16 +41,10 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// The work of one job.
 #[derive(Clone, Debug)]
 pub enum Work {
-    Vacuum {
+    /// vacuum, analyze or reindex of a managed table or one partition.
+    Table {
         target: MaintenanceTarget,
-        analyze: bool,
-    },
-    Analyze {
-        target: MaintenanceTarget,
-        scope: AnalyzeScope,
-    },
-    Reindex {
-        target: MaintenanceTarget,
+        op: Operation,
     },
     Maintain {
         spec: TableSpec,
@@ -61,9 +55,7 @@ pub enum Work {
 impl Work {
     pub fn kind(&self) -> &'static str {
         match self {
-            Work::Vacuum { .. } => "vacuum",
-            Work::Analyze { .. } => "analyze",
-            Work::Reindex { .. } => "reindex",
+            Work::Table { op, .. } => op.kind(),
             Work::Maintain { .. } => "maintain",
         }
     }
@@ -72,9 +64,7 @@ impl Work {
     /// API exclude each other.
     pub fn target(&self) -> String {
         match self {
-            Work::Vacuum { target, .. }
-            | Work::Analyze { target, .. }
-            | Work::Reindex { target } => target.relation.display_unquoted(),
+            Work::Table { target, .. } => target.relation.display_unquoted(),
             Work::Maintain { spec, .. } => spec.name.display_unquoted(),
         }
     }
@@ -83,13 +73,10 @@ impl Work {
     /// scheduler and the partition engine take: no two maintenance jobs of a
     /// table overlap, whoever started them.
     pub fn lock(&self) -> String {
-        let table = match self {
-            Work::Vacuum { target, .. }
-            | Work::Analyze { target, .. }
-            | Work::Reindex { target } => &target.spec.name,
-            Work::Maintain { spec, .. } => &spec.name,
-        };
-        format!("maintain:{}", table.display_unquoted())
+        match self {
+            Work::Table { target, .. } => partition::table_lock(&target.spec.name),
+            Work::Maintain { spec, .. } => partition::table_lock(&spec.name),
+        }
     }
 }
 
@@ -114,17 +101,8 @@ fn outcome_result(o: Outcome) -> Result<Value, String> {
 async fn execute(client: &mut Client, work: &Work) -> Result<Value, String> {
     let mut quiet = |_: &maintenance::RelationResult| {};
     match work {
-        Work::Vacuum { target, analyze } => {
-            maintenance::vacuum(client, target, *analyze, &mut quiet)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(outcome_result)
-        }
-        Work::Analyze { target, scope } => maintenance::analyze(client, target, *scope, &mut quiet)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(outcome_result),
-        Work::Reindex { target } => maintenance::reindex(client, target, &mut quiet)
+        Work::Table { target, op } => op
+            .run(client, target, &mut quiet)
             .await
             .map_err(|e| e.to_string())
             .and_then(outcome_result),

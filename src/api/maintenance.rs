@@ -18,7 +18,7 @@ use super::events::Event;
 use super::jobs::Work;
 use super::AppState;
 use crate::jobs::Retention;
-use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget};
+use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget, Operation};
 
 /// Longest `table_name` looked at: a schema and a name of 63 bytes each,
 /// quoted, with a dot. Anything longer cannot name a table.
@@ -158,7 +158,10 @@ async fn vacuum(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Vacuum { target, analyze },
+        |target| Work::Table {
+            target,
+            op: Operation::Vacuum { analyze },
+        },
         "vacuum",
     )
     .await
@@ -187,7 +190,10 @@ async fn analyze(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Analyze { target, scope },
+        |target| Work::Table {
+            target,
+            op: Operation::Analyze { scope },
+        },
         "analyze",
     )
     .await
@@ -211,7 +217,10 @@ async fn reindex(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Reindex { target },
+        |target| Work::Table {
+            target,
+            op: Operation::Reindex,
+        },
         "reindex",
     )
     .await

@@ -5,25 +5,8 @@ use std::time::Duration;
 use super::{print_json, Target};
 use crate::config::Config;
 use crate::jobs::{self, Retention};
-use crate::maintenance::{self, AnalyzeScope, Outcome, RelationResult};
+use crate::maintenance::{self, Operation, Outcome, RelationResult};
 use crate::{format, Error, Result};
-
-#[derive(Clone, Copy, Debug)]
-pub enum Operation {
-    Vacuum { analyze: bool },
-    Analyze { scope: AnalyzeScope },
-    Reindex,
-}
-
-impl Operation {
-    fn kind(self) -> &'static str {
-        match self {
-            Operation::Vacuum { .. } => "vacuum",
-            Operation::Analyze { .. } => "analyze",
-            Operation::Reindex => "reindex",
-        }
-    }
-}
 
 fn print_line(r: &RelationResult) {
     let status = if r.ok { "ok" } else { "FAILED" };
@@ -83,26 +66,14 @@ pub async fn run(
     // One lock per managed table, shared with `maintain`: maintenance of a
     // table never overlaps itself (two REINDEX CONCURRENTLY runs deadlock,
     // and a long ANALYZE would starve the partition DDL of its lock).
-    let lock = format!("maintain:{}", resolved.spec.name.display_unquoted());
+    let lock = crate::partition::table_lock(&resolved.spec.name);
     let (job_id, outcome) = jobs::run(
         client_ref,
         op.kind(),
         &shown,
         &lock,
         Retention::from_config(&config.maintenance),
-        |_| async move {
-            match op {
-                Operation::Vacuum { analyze } => {
-                    maintenance::vacuum(client_ref, resolved_ref, analyze, &mut progress).await
-                }
-                Operation::Analyze { scope } => {
-                    maintenance::analyze(client_ref, resolved_ref, scope, &mut progress).await
-                }
-                Operation::Reindex => {
-                    maintenance::reindex(client_ref, resolved_ref, &mut progress).await
-                }
-            }
-        },
+        |_| async move { op.run(client_ref, resolved_ref, &mut progress).await },
     )
     .await?;
     let outcome: Outcome = outcome?;

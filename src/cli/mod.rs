@@ -478,7 +478,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Vacuum { table, analyze } => {
             let target = Target::resolve(&cli, true).await?;
-            let op = maintenance::Operation::Vacuum { analyze: *analyze };
+            let op = crate::maintenance::Operation::Vacuum { analyze: *analyze };
             maintenance::run(&target, &config, table, op, cli.json).await
         }
         Command::Analyze {
@@ -491,7 +491,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 crate::maintenance::AnalyzeScope::All
             };
-            let op = maintenance::Operation::Analyze { scope };
+            let op = crate::maintenance::Operation::Analyze { scope };
             maintenance::run(&target, &config, table, op, cli.json).await
         }
         Command::Reindex { table } => {
@@ -500,7 +500,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 &target,
                 &config,
                 table,
-                maintenance::Operation::Reindex,
+                crate::maintenance::Operation::Reindex,
                 cli.json,
             )
             .await

@@ -93,20 +93,23 @@ pub async fn indexes(target: &Target, config: &Config, json: bool) -> Result<()>
     let client = target.connect().await?;
     let mut all = Vec::new();
     for spec in &config.tables {
-        all.push(json!({
-            "table": spec.name.display_unquoted(),
-            "indexes": stats::indexes(&client, spec).await?,
-        }));
+        all.push((
+            spec.name.display_unquoted(),
+            stats::indexes(&client, spec).await?,
+        ));
     }
     if json {
-        return match all.len() {
-            1 => print_json(&all[0]),
-            _ => print_json(&json!({ "tables": all })),
+        let tables: Vec<_> = all
+            .iter()
+            .map(|(table, indexes)| json!({ "table": table, "indexes": indexes }))
+            .collect();
+        return match tables.len() {
+            1 => print_json(&tables[0]),
+            _ => print_json(&json!({ "tables": tables })),
         };
     }
-    for spec in &config.tables {
-        let list = stats::indexes(&client, spec).await?;
-        println!("{}:", spec.name.display_unquoted());
+    for (table, list) in &all {
+        println!("{table}:");
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|i| {

@@ -210,6 +210,17 @@ async fn lock(client: &Client, table: &QualifiedName) -> Result<String, ConvertE
     Ok(name)
 }
 
+/// Runs `work` under the conversion lock; see [`finish`].
+async fn locked<T>(
+    client: &mut Client,
+    table: &QualifiedName,
+    work: impl AsyncFnOnce(&mut Client) -> Result<T, ConvertError>,
+) -> Result<T, ConvertError> {
+    let name = lock(client, table).await?;
+    let out = work(client).await;
+    finish(client, table, &name, out).await
+}
+
 /// Releases the conversion lock and records an error (if any) in the row,
 /// so `status` shows why the last attempt stopped.
 async fn finish<T>(
@@ -427,13 +438,7 @@ async fn create_new_table(
         sql::create_trigger(table, &names.forward),
         "COMMIT".to_string(),
     ];
-    let s: &[String] = &stmts;
-    let c: &Client = client;
-    policy
-        .run("installing the mirror trigger", move || {
-            partition::run_statements(c, s)
-        })
-        .await?;
+    swap(client, policy, "installing the mirror trigger", &stmts).await?;
     let until: Option<i64> = client
         .query_one(&format!("SELECT max({}) FROM {table}", names.id), &[])
         .await
@@ -499,9 +504,7 @@ pub async fn backfill(
     mut progress: impl FnMut(&BatchReport),
 ) -> Result<Conversion, ConvertError> {
     let table = spec.name.clone();
-    let c: &Client = client;
-    let lock_name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if !matches!(conv.phase.as_str(), "started" | "backfilling") {
             return Err(wrong(&conv, "backfill", "phase started or backfilling"));
@@ -606,9 +609,8 @@ pub async fn backfill(
             set_phase(client, conv.id, "backfilled").await?;
         }
         require(client, spec).await
-    }
-    .await;
-    finish(client, &table, &lock_name, out).await
+    })
+    .await
 }
 
 /// Replicas far behind get time to catch up: the backfill writes a second
@@ -642,10 +644,7 @@ pub async fn build_indexes(
     spec: &TableSpec,
     mut progress: impl FnMut(&crate::index::IndexStepResult),
 ) -> Result<Conversion, ConvertError> {
-    let table = spec.name.clone();
-    let c: &Client = client;
-    let name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if conv.phase != "backfilled" {
             return Err(wrong(&conv, "building indexes", "phase backfilled"));
@@ -671,9 +670,8 @@ pub async fn build_indexes(
         }
         set_phase(client, conv.id, "indexed").await?;
         require(client, spec).await
-    }
-    .await;
-    finish(client, &table, &name, out).await
+    })
+    .await
 }
 
 /// One id range's comparison.
@@ -695,10 +693,7 @@ pub async fn verify(
     client: &mut Client,
     spec: &TableSpec,
 ) -> Result<Vec<RangeCheck>, ConvertError> {
-    let table = spec.name.clone();
-    let c: &Client = client;
-    let name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if !matches!(
             conv.phase.as_str(),
@@ -750,9 +745,8 @@ pub async fn verify(
             .await
             .map_err(DbError::query("recording the verification"))?;
         Ok(ranges)
-    }
-    .await;
-    finish(client, &table, &name, out).await
+    })
+    .await
 }
 
 async fn compare(
@@ -916,6 +910,33 @@ fn cancel_autovacuum(tables: &[&QualifiedName]) -> String {
     )
 }
 
+/// The sequence that feeds `id` (it moves with ownership at cutover and
+/// rollback, so it is found from whichever table `names.table` is now).
+async fn id_sequence(client: &Client, names: &Names) -> Result<Option<String>, ConvertError> {
+    Ok(client
+        .query_one(
+            "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
+            &[&names.table.to_string(), &names.id.as_str()],
+        )
+        .await
+        .map_err(DbError::query("finding the id sequence"))?
+        .get(0))
+}
+
+/// Runs one lock-taking transaction (`stmts`, BEGIN … COMMIT) under the
+/// lock policy: short lock_timeout, retried.
+async fn swap(
+    client: &Client,
+    policy: &LockPolicy,
+    what: &str,
+    stmts: &[String],
+) -> Result<(), ConvertError> {
+    policy
+        .run(what, move || partition::run_statements(client, stmts))
+        .await?;
+    Ok(())
+}
+
 /// Phase 5: the swap, in one transaction under a short lock_timeout,
 /// retried. Writers wait at most one lock_timeout per attempt.
 pub async fn cutover(
@@ -923,10 +944,7 @@ pub async fn cutover(
     config: &Config,
     spec: &TableSpec,
 ) -> Result<Conversion, ConvertError> {
-    let table = spec.name.clone();
-    let c: &Client = client;
-    let name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if !matches!(conv.phase.as_str(), "verified" | "rolled_back") {
             return Err(wrong(&conv, "cutover", "phase verified (run `strata convert verify`) or rolled_back"));
@@ -936,14 +954,7 @@ pub async fn cutover(
         let cols = Columns(partition::insertable_columns(client, &names.table).await?);
         let old_key = preconditions::id_key(client, &names.table, &names.id, &names.time).await?;
         let schema = &names.table.schema;
-        let seq: Option<String> = client
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
-                &[&names.table.to_string(), &names.id.as_str()],
-            )
-            .await
-            .map_err(DbError::query("finding the id sequence"))?
-            .get(0);
+        let seq = id_sequence(client, &names).await?;
         let policy = &config.maintenance.lock;
         let mut stmts = vec![
             cancel_autovacuum(&[&names.table, &names.new]),
@@ -973,16 +984,11 @@ pub async fn cutover(
             conv.id
         ));
         stmts.push("COMMIT".into());
-        let s: &[String] = &stmts;
-        let c: &Client = client;
-        policy
-            .run("cutover", move || partition::run_statements(c, s))
-            .await?;
+        swap(client, policy, "cutover", &stmts).await?;
         partition::register(client, spec).await?;
         require(client, spec).await
-    }
-    .await;
-    finish(client, &table, &name, out).await
+    })
+    .await
 }
 
 /// Swaps back: the plain table is `table` again, mirrored forward.
@@ -991,10 +997,7 @@ pub async fn rollback(
     config: &Config,
     spec: &TableSpec,
 ) -> Result<Conversion, ConvertError> {
-    let table = spec.name.clone();
-    let c: &Client = client;
-    let name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if conv.phase != "cut_over" {
             return Err(wrong(&conv, "rollback", "phase cut_over"));
@@ -1002,14 +1005,7 @@ pub async fn rollback(
         let names = Names::new(spec, conv.id)?;
         let renames: Renames = serde_json::from_value(conv.timings["renames"].clone()).unwrap_or_default();
         let schema = &names.table.schema;
-        let seq: Option<String> = client
-            .query_one(
-                "SELECT pg_catalog.pg_get_serial_sequence($1, $2)",
-                &[&names.table.to_string(), &names.id.as_str()],
-            )
-            .await
-            .map_err(DbError::query("finding the id sequence"))?
-            .get(0);
+        let seq = id_sequence(client, &names).await?;
         let policy = &config.maintenance.lock;
         let mut stmts = vec![
             cancel_autovacuum(&[&names.table, &names.old]),
@@ -1032,15 +1028,10 @@ pub async fn rollback(
             conv.id
         ));
         stmts.push("COMMIT".into());
-        let s: &[String] = &stmts;
-        let c: &Client = client;
-        policy
-            .run("rollback", move || partition::run_statements(c, s))
-            .await?;
+        swap(client, policy, "rollback", &stmts).await?;
         require(client, spec).await
-    }
-    .await;
-    finish(client, &table, &name, out).await
+    })
+    .await
 }
 
 /// Phase 6: drops the triggers, functions and the old table. No VACUUM FULL:
@@ -1051,10 +1042,7 @@ pub async fn cleanup(
     spec: &TableSpec,
     confirmed: bool,
 ) -> Result<Conversion, ConvertError> {
-    let table = spec.name.clone();
-    let c: &Client = client;
-    let name = lock(c, &table).await?;
-    let out = async {
+    locked(client, &spec.name, async |client| {
         let conv = require(client, spec).await?;
         if conv.phase != "cut_over" {
             return Err(wrong(&conv, "cleanup", "phase cut_over"));
@@ -1081,17 +1069,12 @@ pub async fn cleanup(
             ),
             "COMMIT".to_string(),
         ];
-        let s: &[String] = &stmts;
-        let c: &Client = client;
-        policy
-            .run("cleanup", move || partition::run_statements(c, s))
-            .await?;
+        swap(client, policy, "cleanup", &stmts).await?;
         latest(client, &spec.name)
             .await?
             .ok_or_else(|| ConvertError::NotStarted(spec.name.display_unquoted()))
-    }
-    .await;
-    finish(client, &table, &name, out).await
+    })
+    .await
 }
 
 /// Status with rate and ETA of the backfill.

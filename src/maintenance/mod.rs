@@ -235,16 +235,7 @@ pub async fn analyze(
     let mut out = Outcome::new("analyze", target);
     prepare_session(client).await?;
     if !target.is_parent {
-        let part = &target.relation;
-        let mut r = RelationResult::new(part, "partition");
-        let t = Instant::now();
-        let sql = format!("ANALYZE {part}");
-        if let Err(e) = run_one(client, &sql).await {
-            r.ok = false;
-            r.error = Some(e.to_string());
-        }
-        r.millis = t.elapsed().as_millis() as u64;
-        out.push(r, progress);
+        analyze_each(client, &target.leaves, &mut out, progress).await?;
         return Ok(out.done(started));
     }
     let only = server_version(client).await? >= 180_000;
@@ -255,7 +246,7 @@ pub async fn analyze(
         .is_none_or(|t| Utc::now() - t > chrono::Duration::days(PARENT_STATS_MAX_AGE_DAYS));
     if scope == AnalyzeScope::All || (!only && parent_stale) {
         if only {
-            analyze_each(client, target, &target.leaves, &mut out, progress).await?;
+            analyze_each(client, &target.leaves, &mut out, progress).await?;
         }
         analyze_parent(client, target, &mut out, progress).await?;
         return Ok(out.done(started));
@@ -267,7 +258,7 @@ pub async fn analyze(
         .filter(|p| !changed.contains(p))
         .map(|p| p.display_unquoted())
         .collect();
-    analyze_each(client, target, &changed, &mut out, progress).await?;
+    analyze_each(client, &changed, &mut out, progress).await?;
     if only {
         analyze_parent(client, target, &mut out, progress).await?;
     }
@@ -276,7 +267,6 @@ pub async fn analyze(
 
 async fn analyze_each(
     client: &Client,
-    _target: &MaintenanceTarget,
     parts: &[QualifiedName],
     out: &mut Outcome,
     progress: &mut (dyn FnMut(&RelationResult) + Send),
@@ -388,6 +378,39 @@ async fn analyze_parent(
         out.push(rr, progress);
     }
     Ok(())
+}
+
+/// One maintenance operation on a resolved target, as the CLI, the API and
+/// the scheduler run it.
+#[derive(Clone, Copy, Debug)]
+pub enum Operation {
+    Vacuum { analyze: bool },
+    Analyze { scope: AnalyzeScope },
+    Reindex,
+}
+
+impl Operation {
+    /// The job kind recorded in `strata.jobs`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Operation::Vacuum { .. } => "vacuum",
+            Operation::Analyze { .. } => "analyze",
+            Operation::Reindex => "reindex",
+        }
+    }
+
+    pub async fn run(
+        self,
+        client: &Client,
+        target: &MaintenanceTarget,
+        progress: &mut (dyn FnMut(&RelationResult) + Send),
+    ) -> Result<Outcome, MaintenanceError> {
+        match self {
+            Operation::Vacuum { analyze } => vacuum(client, target, analyze, progress).await,
+            Operation::Analyze { scope } => analyze(client, target, scope, progress).await,
+            Operation::Reindex => reindex(client, target, progress).await,
+        }
+    }
 }
 
 /// `REINDEX INDEX CONCURRENTLY` of every index of each partition, after

@@ -128,7 +128,7 @@ pub async fn apply(
     maintenance: &MaintenanceConfig,
     mut progress: impl FnMut(&StepResult),
 ) -> Result<ApplyReport, PartitionError> {
-    let lock = format!("maintain:{}", spec.name.display_unquoted());
+    let lock = super::table_lock(&spec.name);
     if !db::try_advisory_lock(client, &lock).await? {
         return Err(PartitionError::AlreadyRunning(spec.name.display_unquoted()));
     }

@@ -68,6 +68,13 @@ pub enum PartitionError {
     UnknownBound { partition: String, bound: String },
 }
 
+/// The session advisory lock that serialises all maintenance of one managed
+/// table: partition DDL, vacuum, analyze, reindex, whoever starts them (CLI,
+/// API, scheduler).
+pub fn table_lock(table: &crate::db::QualifiedName) -> String {
+    format!("maintain:{}", table.display_unquoted())
+}
+
 /// Plans against the current catalog state.
 pub async fn plan_now(
     client: &mut Client,

@@ -284,7 +284,7 @@ pub async fn maintain(
     spec: &TableSpec,
     policy: &LockPolicy,
 ) -> Result<Partman, PartitionError> {
-    let lock = format!("maintain:{}", spec.name.display_unquoted());
+    let lock = super::table_lock(&spec.name);
     if !db::try_advisory_lock(client, &lock).await? {
         return Err(PartitionError::AlreadyRunning(spec.name.display_unquoted()));
     }

@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 use crate::config::{Backend, Config, JobCommand, JobSpec};
 use crate::db::{self, DbError};
 use crate::jobs::{self, Claim, Retention};
-use crate::maintenance::{self, AnalyzeScope};
+use crate::maintenance::{self, AnalyzeScope, Operation};
 use crate::{partition, stats};
 
 use self::cron::Schedule;
@@ -173,13 +173,13 @@ async fn run_on_table(
     let target = maintenance::resolve(client, &config.tables, table)
         .await
         .map_err(|e| e.to_string())?;
-    let lock = format!("maintain:{}", target.spec.name.display_unquoted());
+    let lock = partition::table_lock(&target.spec.name);
     db::advisory_lock(client, &lock)
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
         let mut quiet = |_: &maintenance::RelationResult| {};
-        match command {
+        let op = match command {
             JobCommand::Maintain => {
                 let (plan, report) = partition::maintain(
                     client,
@@ -206,29 +206,24 @@ async fn run_on_table(
                         report.results.len()
                     ));
                 }
-                Ok(json!({
+                return Ok(json!({
                     "backend": if target.spec.backend == Backend::Partman { "partman" } else { "native" },
                     "steps": plan.steps.len(),
                     "results": report.results,
                     "analyzed": analyzed.relations.len(),
-                }))
+                }));
             }
-            JobCommand::Vacuum => maintenance::vacuum(client, &target, true, &mut quiet)
-                .await
-                .map(|o| json!(o))
-                .map_err(|e| e.to_string()),
-            JobCommand::Analyze => {
-                maintenance::analyze(client, &target, AnalyzeScope::Changed, &mut quiet)
-                    .await
-                    .map(|o| json!(o))
-                    .map_err(|e| e.to_string())
-            }
-            JobCommand::Reindex => maintenance::reindex(client, &target, &mut quiet)
-                .await
-                .map(|o| json!(o))
-                .map_err(|e| e.to_string()),
-            JobCommand::Snapshot => Ok(serde_json::Value::Null),
-        }
+            JobCommand::Vacuum => Operation::Vacuum { analyze: true },
+            JobCommand::Analyze => Operation::Analyze {
+                scope: AnalyzeScope::Changed,
+            },
+            JobCommand::Reindex => Operation::Reindex,
+            JobCommand::Snapshot => return Ok(serde_json::Value::Null),
+        };
+        op.run(client, &target, &mut quiet)
+            .await
+            .map(|o| json!(o))
+            .map_err(|e| e.to_string())
     }
     .await;
     let _ = db::advisory_unlock(client, &lock).await;
