@@ -3,9 +3,11 @@
 
 mod ident;
 mod retry;
+mod sql;
 
 pub use ident::{literal, Ident, IdentError, QualifiedName, MAX_IDENT_BYTES};
 pub use retry::{is_lock_timeout, LockPolicy};
+pub use sql::{DollarQuoted, Statement};
 
 use tokio_postgres::{Client, NoTls};
 
