@@ -102,7 +102,7 @@ pub enum Retention {
 }
 
 impl Retention {
-    pub const ACCEPTED: &'static str = "\"none\" or a count of days, weeks or months such as \"90 days\", \"12 weeks\", \"24 months\"";
+    pub const ACCEPTED: &'static str = "\"none\" or a count of days, weeks or months such as \"90 days\", \"12 weeks\", \"24 months\" (at most 100 years)";
 
     pub fn parse(s: &str) -> Option<Option<Retention>> {
         let n = normalize(s);
@@ -111,6 +111,16 @@ impl Retention {
         }
         let (count, unit) = n.split_once(' ')?;
         let count: u32 = count.parse().ok().filter(|c| *c > 0)?;
+        // Past a century the date arithmetic would leave chrono's range; no
+        // audit log keeps partitions that long.
+        let max = match unit {
+            "day" | "days" => 36_600,
+            "week" | "weeks" => 5_220,
+            _ => 1_200,
+        };
+        if count > max {
+            return None;
+        }
         let r = match unit {
             "day" | "days" => Retention::Days(count),
             "week" | "weeks" => Retention::Weeks(count),
@@ -160,6 +170,20 @@ pub struct TableSpec {
     pub brin_pages_per_range: u32,
     /// GIN operator class of the `details` index.
     pub details_opclass: GinOpclass,
+    /// At most this many partitions created by one run without `--yes`.
+    #[serde(default = "default_max_new_partitions")]
+    pub max_new_partitions: u32,
+    /// Detached partitions (renamed out of the live names and recorded in
+    /// `strata.detached_partitions`) are dropped this long after their
+    /// detach; `None` keeps them until someone drops them.
+    #[serde(default)]
+    pub detached_drop_after: Option<Retention>,
+}
+
+pub const DEFAULT_MAX_NEW_PARTITIONS: u32 = 48;
+
+fn default_max_new_partitions() -> u32 {
+    DEFAULT_MAX_NEW_PARTITIONS
 }
 
 /// GIN operator class for JSONB.
@@ -196,6 +220,8 @@ impl TableSpec {
             backend: Backend::Native,
             brin_pages_per_range: 128,
             details_opclass: GinOpclass::JsonbPathOps,
+            max_new_partitions: DEFAULT_MAX_NEW_PARTITIONS,
+            detached_drop_after: None,
         }
     }
 }
@@ -302,6 +328,11 @@ pub struct Config {
     pub health: HealthThresholds,
     /// Where the configuration came from, for messages.
     pub source: Option<PathBuf>,
+    /// Whether `tables` were written by the user (a `[[table]]` in the file
+    /// or a `STRATA_*` table override) rather than filled with defaults. Only
+    /// written specs are compared with the stored ones; defaults never
+    /// override what the database holds.
+    pub tables_explicit: bool,
 }
 
 impl Default for Config {
@@ -312,6 +343,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             health: HealthThresholds::default(),
             source: None,
+            tables_explicit: false,
         }
     }
 }
@@ -391,6 +423,8 @@ struct RawTable {
     backend: Option<String>,
     brin_pages_per_range: Option<i64>,
     details_opclass: Option<String>,
+    max_new_partitions: Option<i64>,
+    detached_drop_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,6 +517,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_BACKEND", "table.backend"),
     ("STRATA_BRIN_PAGES_PER_RANGE", "table.brin_pages_per_range"),
     ("STRATA_DETAILS_OPCLASS", "table.details_opclass"),
+    ("STRATA_MAX_NEW_PARTITIONS", "table.max_new_partitions"),
+    ("STRATA_DETACHED_DROP_AFTER", "table.detached_drop_after"),
     ("STRATA_SCHEDULE", "maintenance.schedule"),
     ("STRATA_VACUUM_SCHEDULE", "maintenance.vacuum_schedule"),
     ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
@@ -591,10 +627,11 @@ impl Config {
         mut raw: RawConfig,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let mut tables_explicit = !raw.table.is_empty();
         if raw.table.is_empty() {
             raw.table.push(RawTable::default());
         }
-        apply_env(&mut raw, env)?;
+        tables_explicit |= apply_env(&mut raw, env)?;
         let mut tables = Vec::with_capacity(raw.table.len());
         for (i, t) in raw.table.into_iter().enumerate() {
             tables.push(validate_table(t, i)?);
@@ -615,6 +652,7 @@ impl Config {
                 bind: raw.api.bind.unwrap_or_else(|| ApiConfig::default().bind),
             },
             source: None,
+            tables_explicit,
         })
     }
 
@@ -662,7 +700,8 @@ fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
 fn apply_env(
     raw: &mut RawConfig,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<bool, ConfigError> {
+    let mut tables_touched = false;
     for (var, value) in env {
         if !var.starts_with("STRATA_") || ENV_OTHER.contains(&var.as_str()) {
             continue;
@@ -709,6 +748,7 @@ fn apply_env(
                 *slot = Some(toml::Value::Float(number));
             }
             table_key => {
+                tables_touched = true;
                 // Table overrides apply to every configured table: in the usual
                 // single-table setup that is the one table.
                 for t in &mut raw.table {
@@ -724,13 +764,15 @@ fn apply_env(
                         "table.backend" => t.backend = Some(value.clone()),
                         "table.brin_pages_per_range" => t.brin_pages_per_range = Some(int(&value)?),
                         "table.details_opclass" => t.details_opclass = Some(value.clone()),
+                        "table.max_new_partitions" => t.max_new_partitions = Some(int(&value)?),
+                        "table.detached_drop_after" => t.detached_drop_after = Some(value.clone()),
                         other => unreachable!("unmapped override {other}"),
                     }
                 }
             }
         }
     }
-    Ok(())
+    Ok(tables_touched)
 }
 
 const MAX_PREMAKE: i64 = 1000;
@@ -840,8 +882,29 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
             ))
         }
     };
+    let max_new_partitions = match t.max_new_partitions {
+        None => seed.max_new_partitions,
+        Some(n) if (1..=10_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(invalid(
+                key("max_new_partitions"),
+                format!("{n} is out of range; expected 1 to 10000"),
+            ))
+        }
+    };
+    let detached_drop_after = match t.detached_drop_after {
+        None => None,
+        Some(s) => Retention::parse(&s).ok_or_else(|| {
+            invalid(
+                key("detached_drop_after"),
+                format!("{s:?} is not a duration; accepted: {}", Retention::ACCEPTED),
+            )
+        })?,
+    };
     Ok(TableSpec {
         details_opclass,
+        max_new_partitions,
+        detached_drop_after,
         name,
         time_column,
         interval,

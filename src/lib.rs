@@ -19,6 +19,7 @@ pub mod index;
 pub mod jobs;
 pub mod load;
 pub mod maintenance;
+pub mod ops;
 pub mod partition;
 pub mod progress;
 pub mod report;
@@ -55,6 +56,8 @@ pub enum Error {
     Convert(#[from] convert::ConvertError),
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    Op(#[from] ops::OpError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -81,6 +84,7 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
             Error::Load(load::LoadError::Usage(_)) => EXIT_USAGE,
             Error::Precondition(_) => EXIT_PRECONDITION,
+            Error::Op(e) => e.exit_code(),
             Error::Partition(
                 P::AlreadyRunning(_)
                 | P::NotFound(_)

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::Utc;
 use deadpool_postgres::Object;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::IntoParams;
@@ -27,109 +25,15 @@ use utoipa_axum::routes;
 use super::auth::{Auth, Reader};
 use super::error::{ApiResult, AppError, AppQuery, ErrorBody};
 use super::AppState;
-use crate::config::{MaintenanceConfig, TableSpec};
-use crate::jobs::{self, JobError, JobRecord, Retention};
-use crate::maintenance::{self, MaintenanceTarget, Operation, Outcome};
-use crate::partition;
+use crate::config::Config;
+use crate::jobs::{self, JobRecord};
+use crate::ops::{self, Op, OpError, Origin};
 
 /// What a job whose server stopped before it finished records as its error.
 pub const SHUTDOWN_REASON: &str =
     "cancelled: the server shut down before the job finished; run it again";
 /// How long cancelled jobs get to record that they were cancelled.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
-
-/// The work of one job.
-#[derive(Clone, Debug)]
-pub enum Work {
-    /// vacuum, analyze or reindex of a managed table or one partition.
-    Table {
-        target: MaintenanceTarget,
-        op: Operation,
-    },
-    Maintain {
-        spec: TableSpec,
-        maintenance: MaintenanceConfig,
-    },
-}
-
-impl Work {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Work::Table { op, .. } => op.kind(),
-            Work::Maintain { .. } => "maintain",
-        }
-    }
-
-    /// The job's target, named as the CLI names it, so that the CLI and the
-    /// API exclude each other.
-    pub fn target(&self) -> String {
-        match self {
-            Work::Table { target, .. } => target.relation.display_unquoted(),
-            Work::Maintain { spec, .. } => spec.name.display_unquoted(),
-        }
-    }
-
-    /// The managed table's maintenance lock, the one the CLI, the
-    /// scheduler and the partition engine take: no two maintenance jobs of a
-    /// table overlap, whoever started them.
-    pub fn lock(&self) -> String {
-        match self {
-            Work::Table { target, .. } => partition::table_lock(&target.spec.name),
-            Work::Maintain { spec, .. } => partition::table_lock(&spec.name),
-        }
-    }
-}
-
-fn outcome_result(o: Outcome) -> Result<Value, String> {
-    if o.failed == 0 {
-        return Ok(serde_json::to_value(&o).unwrap_or(Value::Null));
-    }
-    let failures: Vec<String> = o
-        .relations
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| format!("{}: {}", r.relation, r.error.as_deref().unwrap_or("failed")))
-        .collect();
-    Err(format!(
-        "{} of {} relation(s) failed: {}",
-        o.failed,
-        o.relations.len(),
-        failures.join("; ")
-    ))
-}
-
-async fn execute(client: &mut Client, work: &Work) -> Result<Value, String> {
-    let mut quiet = |_: &maintenance::RelationResult| {};
-    match work {
-        Work::Table { target, op } => op
-            .run(client, target, &mut quiet)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(outcome_result),
-        Work::Maintain { spec, maintenance } => {
-            let now = Utc::now();
-            let (plan, report) = partition::maintain(client, spec, now, maintenance, |_| {})
-                .await
-                .map_err(|e| e.to_string())?;
-            // As after `strata maintain`: a pg_stat_statements reading for the
-            // queries window; its failure does not fail the maintenance.
-            if let Err(e) = crate::stats::snapshot(client, std::slice::from_ref(spec)).await {
-                tracing::debug!(error = %e, "no pg_stat_statements reading");
-            }
-            let failed = report.failed();
-            let value = json!({
-                "table": spec.name.display_unquoted(), "now": now, "plan": plan, "results": report.results,
-            });
-            if failed > 0 {
-                return Err(format!(
-                    "{failed} of {} maintenance step(s) failed: {value}",
-                    report.results.len()
-                ));
-            }
-            Ok(value)
-        }
-    }
-}
 
 /// The jobs this server runs.
 #[derive(Clone, Default)]
@@ -149,50 +53,48 @@ impl JobRunner {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Records the job and runs `work` in the background on `client`. Fails
-    /// with [`JobError::AlreadyRunning`] when any session runs the same
-    /// kind on the same target.
+    /// Begins `op` through the operations runtime (its lock and job row,
+    /// taken without waiting) and runs it in the background on `client`.
+    /// Fails with [`OpError::Busy`] when any session runs maintenance of the
+    /// same table.
     pub async fn start(
         &self,
-        client: Object,
-        work: Work,
-        history: Retention,
-    ) -> Result<i64, JobError> {
-        let job = jobs::start_locked(&client, work.kind(), &work.target(), &work.lock()).await?;
-        let id = job.id;
+        mut client: Object,
+        config: &Config,
+        op: Op,
+        origin: Origin,
+    ) -> Result<(i64, String), OpError> {
+        let running = ops::begin(&mut client, config, op, &origin).await?;
+        let id = running.job_id();
+        let kind = running.kind();
+        let target = running.spec().name.display_unquoted();
         self.started.fetch_add(1, Ordering::Relaxed);
         let cancel = self.cancel.clone();
         let finished = self.finished.clone();
         self.tracker.spawn(async move {
             let mut client = client;
             let cancel_query = client.cancel_token();
+            let mut quiet = |_: &ops::Progress| {};
             let outcome = tokio::select! {
-                r = execute(&mut client, &work) => r,
+                r = running.execute(&mut client, &mut quiet) => r,
                 _ = cancel.cancelled() => {
                     // Stop the statement on the server too, so that the
                     // outcome below is not queued behind it.
                     let _ = cancel_query.cancel_query(NoTls).await;
-                    Err(SHUTDOWN_REASON.to_string())
+                    Err(OpError::Failed(SHUTDOWN_REASON.to_string()))
                 }
             };
-            let recorded = match &outcome {
-                Ok(v) => jobs::finish(&client, job, Ok(v)).await,
-                Err(e) => jobs::finish(&client, job, Err(e)).await,
-            };
-            if let Err(e) = recorded {
+            if let Err(e) = running.finish(&client, &outcome).await {
                 tracing::error!(job = id, error = %e, "could not record the job's outcome");
             }
-            if let Err(e) = jobs::prune(&client, history).await {
-                tracing::warn!(error = %e, "could not prune job history");
-            }
             match &outcome {
-                Ok(_) => tracing::info!(job = id, kind = work.kind(), "job succeeded"),
-                Err(e) => tracing::warn!(job = id, kind = work.kind(), error = %e, "job failed"),
+                Ok(_) => tracing::info!(job = id, kind, "job succeeded"),
+                Err(e) => tracing::warn!(job = id, kind, error = %e, "job failed"),
             }
             drop(Object::take(client));
             finished.fetch_add(1, Ordering::Relaxed);
         });
-        Ok(id)
+        Ok((id, target))
     }
 
     /// Lets running jobs finish for up to `grace`, then cancels the rest,
@@ -278,4 +180,18 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get))
+}
+
+/// The runtime's error mapping, in the API's error shape: the status comes
+/// from [`OpError::http_status`], one mapping for every entry point.
+impl From<OpError> for AppError {
+    fn from(e: OpError) -> Self {
+        let message = e.to_string();
+        match e.http_status() {
+            400 => AppError::bad_request("invalid_request", message),
+            409 => AppError::Conflict(message),
+            503 => AppError::Unavailable(message),
+            _ => AppError::Internal(message),
+        }
+    }
 }

@@ -15,10 +15,9 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Auth};
 use super::error::{ApiResult, AppError, AppJson, ErrorBody};
 use super::events::Event;
-use super::jobs::Work;
 use super::AppState;
-use crate::jobs::Retention;
-use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget, Operation};
+use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget};
+use crate::ops::{MaintainOptions, Op, Origin};
 
 /// Longest `table_name` looked at: a schema and a name of 63 bytes each,
 /// quoted, with a dot. Anything longer cannot name a table.
@@ -74,7 +73,7 @@ async fn start(
     auth: &Auth<Admin>,
     table_name: &str,
     parent_only: bool,
-    make: impl FnOnce(MaintenanceTarget) -> Work,
+    make: impl FnOnce(MaintenanceTarget) -> Op,
     kind: &'static str,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
     let result = async {
@@ -98,11 +97,11 @@ async fn start(
                 ),
             ));
         }
-        let work = make(target);
-        let target = work.target();
-        let history = Retention::from_config(&state.config.maintenance);
-        let id = state.jobs.start(client, work, history).await?;
-        Ok((id, target))
+        let op = make(target);
+        let origin = Origin::Api {
+            token: auth.principal.name.clone(),
+        };
+        Ok(state.jobs.start(client, &state.config, op, origin).await?)
     }
     .await;
     let shown: String = table_name.chars().take(200).collect();
@@ -158,9 +157,9 @@ async fn vacuum(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Table {
-            target,
-            op: Operation::Vacuum { analyze },
+        |target| Op::Vacuum {
+            target: target.relation.to_string(),
+            analyze,
         },
         "vacuum",
     )
@@ -190,9 +189,9 @@ async fn analyze(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Table {
-            target,
-            op: Operation::Analyze { scope },
+        |target| Op::Analyze {
+            target: target.relation.to_string(),
+            scope,
         },
         "analyze",
     )
@@ -217,9 +216,8 @@ async fn reindex(
         &auth,
         &req.table_name,
         false,
-        |target| Work::Table {
-            target,
-            op: Operation::Reindex,
+        |target| Op::Reindex {
+            target: target.relation.to_string(),
         },
         "reindex",
     )
@@ -255,15 +253,16 @@ async fn maintain(
     let name = req
         .table_name
         .unwrap_or_else(|| state.config.tables[0].name.display_unquoted());
-    let maintenance = state.config.maintenance.clone();
     start(
         &state,
         &auth,
         &name,
         true,
-        |target| Work::Maintain {
-            spec: target.spec,
-            maintenance,
+        |target| {
+            Op::Maintain(MaintainOptions {
+                table: Some(target.spec.name.to_string()),
+                ..Default::default()
+            })
         },
         "maintain",
     )

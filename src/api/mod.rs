@@ -42,7 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use audit_logs::{validate_batch, MAX_BATCH, MAX_DETAILS_BYTES, SEVERITIES, STATUSES};
 pub use error::{AppError, ErrorBody, RowError};
 pub use events::{Event, RequestContext, SecurityEvents};
-pub use jobs::{JobRunner, Work, SHUTDOWN_REASON};
+pub use jobs::{JobRunner, SHUTDOWN_REASON};
 pub use metrics::Metrics;
 pub use tokens::{Principal, Role, TokenInfo};
 

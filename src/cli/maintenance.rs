@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use super::{print_json, Target};
 use crate::config::Config;
-use crate::jobs::{self, Retention};
-use crate::maintenance::{self, Operation, Outcome, RelationResult};
+use crate::jobs;
+use crate::maintenance::RelationResult;
+use crate::ops::Op;
 use crate::{format, Error, Result};
 
-fn print_line(r: &RelationResult) {
+pub(super) fn print_line(r: &RelationResult) {
     let status = if r.ok { "ok" } else { "FAILED" };
     let mut extra = String::new();
     if let (Some(b), Some(a)) = (r.dead_tuples_before, r.dead_tuples_after) {
@@ -36,74 +37,50 @@ fn print_line(r: &RelationResult) {
     }
 }
 
-/// Runs one operation on a managed table or partition, as a job.
-pub async fn run(
-    target: &Target,
-    config: &Config,
-    table: &str,
-    op: Operation,
-    json: bool,
-) -> Result<()> {
-    let mut client = target.connect().await?;
-    let resolved = maintenance::resolve(&mut client, &config.tables, table).await?;
-    let shown = resolved.relation.display_unquoted();
-    if !json {
-        println!(
-            "{} {} ({} partition{})",
-            op.kind(),
-            shown,
-            resolved.leaves.len(),
-            if resolved.leaves.len() == 1 { "" } else { "s" }
-        );
-    }
-    let mut progress = |r: &RelationResult| {
-        if !json {
-            print_line(r);
-        }
-    };
-    let client_ref = &client;
-    let resolved_ref = &resolved;
-    // One lock per managed table, shared with `maintain`: maintenance of a
-    // table never overlaps itself (two REINDEX CONCURRENTLY runs deadlock,
-    // and a long ANALYZE would starve the partition DDL of its lock).
-    let lock = crate::partition::table_lock(&resolved.spec.name);
-    let (job_id, outcome) = jobs::run(
-        client_ref,
-        op.kind(),
-        &shown,
-        &lock,
-        Retention::from_config(&config.maintenance),
-        |_| async move { op.run(client_ref, resolved_ref, &mut progress).await },
-    )
-    .await?;
-    let outcome: Outcome = outcome?;
+/// Runs vacuum, analyze or reindex of a managed table or partition, as a job
+/// of the operations runtime.
+pub async fn run(target: &Target, config: &Config, op: Op, json: bool) -> Result<()> {
+    let (job_id, value) = super::ops::run(target, config, op, json).await?;
     if json {
-        print_json(&serde_json::json!({"job_id": job_id, "outcome": outcome}))?;
-    } else {
-        if !outcome.unchanged.is_empty() {
-            println!(
-                "skipped {} partition(s) unchanged since their last analyze",
-                outcome.unchanged.len()
-            );
-        }
-        println!(
-            "job {job_id}: {} relation(s) in {}, {} failed",
-            outcome.relations.len(),
-            format::duration(Duration::from_millis(outcome.millis)),
-            outcome.failed
-        );
+        return print_json(&serde_json::json!({"job_id": job_id, "outcome": value}));
     }
-    if outcome.failed > 0 {
-        return Err(Error::Failed(format!(
-            "{} of {} relation(s) failed; see job {job_id}",
-            outcome.failed,
-            outcome.relations.len()
-        )));
+    let unchanged = value["unchanged"].as_array().map(Vec::len).unwrap_or(0);
+    if unchanged > 0 {
+        println!("skipped {unchanged} partition(s) unchanged since their last analyze");
     }
+    println!(
+        "job {job_id}: {} {}: {} relation(s) in {}",
+        value["operation"].as_str().unwrap_or(""),
+        value["target"].as_str().unwrap_or(""),
+        value["relations"].as_array().map(Vec::len).unwrap_or(0),
+        format::duration(Duration::from_millis(value["millis"].as_u64().unwrap_or(0))),
+    );
     Ok(())
 }
 
+/// `jobs list --kind K`: an unknown kind is a usage error, not an empty list.
+fn check_kind(kind: Option<&str>) -> Result<()> {
+    let known: Vec<&str> = Op::KINDS
+        .iter()
+        .copied()
+        .chain(crate::config::JobCommand::ALL.iter().map(|(n, _)| *n))
+        .collect();
+    match kind {
+        Some(k) if !known.contains(&k) && !k.contains(':') => {
+            let mut known = known;
+            known.sort();
+            known.dedup();
+            Err(Error::Usage(format!(
+                "--kind {k:?} is not a job kind; kinds: {}",
+                known.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub async fn list(target: &Target, kind: Option<&str>, limit: i64, json: bool) -> Result<()> {
+    check_kind(kind)?;
     let client = target.connect().await?;
     let rows = jobs::list(&client, kind, limit).await?;
     if json {

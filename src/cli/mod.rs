@@ -7,10 +7,12 @@ mod health;
 mod indexes;
 mod local;
 mod maintenance;
+mod ops;
 mod partitions;
 mod report;
 mod schedule;
 mod serve;
+mod spec;
 mod stats;
 mod target;
 
@@ -142,6 +144,11 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// The table spec: the one stored in the database is the source of truth once written.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
 }
 
@@ -396,17 +403,38 @@ pub enum PartitionsAction {
         /// Count rows exactly (scans every partition).
         #[arg(long)]
         exact: bool,
+        /// List the partitions retention detached (renamed `<name>_detached`, kept until
+        /// `detached_drop_after` or a manual DROP).
+        #[arg(long, conflicts_with = "exact")]
+        detached: bool,
     },
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
-    /// Managed table (default: the first configured table).
+    /// Managed table (default: the first managed table).
     #[arg(long)]
     pub table: Option<String>,
-    /// Pretend it is this time (date or RFC 3339), e.g. to preview next month.
+    /// Pretend it is this time (date or RFC 3339) for creating partitions, e.g. next month's
+    /// ahead of time. Detach and drop always follow the real clock: with --now they are only
+    /// shown as what would happen then.
     #[arg(long, value_parser = parse_when)]
     pub now: Option<DateTime<Utc>>,
+    /// Create more than `max_new_partitions` partitions in this run.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// The table spec in effect, key by key, with where each value comes from (the database,
+    /// the configuration, the defaults) and what `config apply` would change.
+    Show,
+    /// Store the configuration's table spec in the database (the source of truth), as a job.
+    Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
 }
 
 /// `2025-12-15` (midnight UTC) or an RFC 3339 timestamp.
@@ -445,14 +473,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Load(args) => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             partitions::load(&target, &config, args, cli.json).await
         }
         Command::Demo { rows, reload } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             crate::demo::run(&target, &config, *rows, *reload, cli.json).await
         }
         Command::Partitions { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             match action {
                 PartitionsAction::Plan { args, dry_run } => {
                     partitions::plan(&target, &config, args, *dry_run, cli.json).await
@@ -460,13 +491,23 @@ pub async fn run(cli: Cli) -> Result<()> {
                 PartitionsAction::Apply(args) => {
                     partitions::apply(&target, &config, args, cli.json).await
                 }
-                PartitionsAction::List { table, exact } => {
-                    partitions::list(&target, &config, table.as_deref(), *exact, cli.json).await
+                PartitionsAction::List {
+                    table,
+                    exact,
+                    detached,
+                } => {
+                    if *detached {
+                        partitions::list_detached(&target, &config, table.as_deref(), cli.json)
+                            .await
+                    } else {
+                        partitions::list(&target, &config, table.as_deref(), *exact, cli.json).await
+                    }
                 }
             }
         }
         Command::Indexes { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             match action {
                 IndexesAction::Plan { table } => {
                     indexes::plan(&target, &config, table.as_deref(), cli.json).await
@@ -478,35 +519,50 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Vacuum { table, analyze } => {
             let target = Target::resolve(&cli, true).await?;
-            let op = crate::maintenance::Operation::Vacuum { analyze: *analyze };
-            maintenance::run(&target, &config, table, op, cli.json).await
+            let config = config_in_effect(&target, &config).await?;
+            let op = crate::ops::Op::Vacuum {
+                target: table.clone(),
+                analyze: *analyze,
+            };
+            maintenance::run(&target, &config, op, cli.json).await
         }
         Command::Analyze {
             table,
             changed_only,
         } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             let scope = if *changed_only {
                 crate::maintenance::AnalyzeScope::Changed
             } else {
                 crate::maintenance::AnalyzeScope::All
             };
-            let op = crate::maintenance::Operation::Analyze { scope };
-            maintenance::run(&target, &config, table, op, cli.json).await
+            let op = crate::ops::Op::Analyze {
+                target: table.clone(),
+                scope,
+            };
+            maintenance::run(&target, &config, op, cli.json).await
         }
         Command::Reindex { table } => {
             let target = Target::resolve(&cli, true).await?;
-            maintenance::run(
-                &target,
-                &config,
-                table,
-                crate::maintenance::Operation::Reindex,
-                cli.json,
-            )
-            .await
+            let config = config_in_effect(&target, &config).await?;
+            let op = crate::ops::Op::Reindex {
+                target: table.clone(),
+            };
+            maintenance::run(&target, &config, op, cli.json).await
+        }
+        Command::Config { action } => {
+            let target = Target::resolve(&cli, true).await?;
+            match action {
+                ConfigAction::Show => spec::show(&target, &config, cli.json).await,
+                ConfigAction::Apply { table } => {
+                    spec::apply(&target, &config, table.clone(), cli.json).await
+                }
+            }
         }
         Command::Stats { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             match action {
                 StatsAction::Partitions => stats::partitions(&target, &config, cli.json).await,
                 StatsAction::Indexes => stats::indexes(&target, &config, cli.json).await,
@@ -518,6 +574,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Report { days } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             if *days == 0 {
                 return Err(Error::Usage("--days must be at least 1".into()));
             }
@@ -534,6 +591,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Schedule { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             match action {
                 ScheduleAction::List => schedule::list(&target, &config, cli.json).await,
                 ScheduleAction::Run { job } => schedule::run(&target, &config, job, cli.json).await,
@@ -545,10 +603,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Convert { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             convert::run(&target, &config, action, cli.json).await
         }
         Command::Health { now } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             health::run(&target, &config, *now, cli.json).await
         }
         Command::Bench(args) => {
@@ -557,10 +617,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             serve::serve(&target, config, args).await
         }
         Command::Token { action } => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             match action {
                 TokenAction::Create { role, name } => {
                     serve::token_create(&target, &config, role, name.as_deref(), cli.json).await
@@ -573,9 +635,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Maintain(args) => {
             let target = Target::resolve(&cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
         }
     }
+}
+
+/// The configuration with the table specs in effect: the stored ones (the
+/// source of truth), checked against what the configuration writes.
+async fn config_in_effect(target: &Target, config: &Config) -> Result<Config> {
+    let client = target.connect().await?;
+    let mut config = config.clone();
+    config.tables = crate::ops::effective_specs(&client, &config).await?;
+    Ok(config)
 }
 
 /// Prints a value as pretty JSON on stdout.

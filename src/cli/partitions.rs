@@ -7,6 +7,7 @@ use super::{print_json, LoadArgs, PlanArgs, Target};
 use crate::config::{Backend, Config};
 use crate::format;
 use crate::load;
+use crate::ops::{MaintainOptions, Op};
 use crate::partition::{self, period, Bound};
 use crate::{Error, Result};
 
@@ -29,10 +30,11 @@ pub async fn plan(
             Ok(())
         };
     }
-    let now = args.now.unwrap_or_else(Utc::now);
     let mut client = target.connect().await?;
+    let real = crate::ops::real_now(&client).await?;
+    let now = args.now.unwrap_or(real);
     let snap = partition::snapshot(&mut client, spec).await?;
-    let plan = partition::plan(spec, now, &snap);
+    let plan = partition::plan_with(spec, partition::Clock { plan: now, real }, &snap);
     let columns = partition::insertable_columns(&client, &spec.name).await?;
     let sql: Vec<Vec<String>> = plan
         .steps
@@ -69,6 +71,13 @@ pub async fn plan(
             }
         }
     }
+    for step in &plan.previewed {
+        println!(
+            "would {} at {} (not done: detach and drop follow the real clock)",
+            partition::describe(step),
+            now.to_rfc3339()
+        );
+    }
     print_conflicts(&plan);
     Ok(())
 }
@@ -84,6 +93,13 @@ fn print_conflicts(plan: &partition::Plan) {
             c.blocking.display_unquoted()
         );
     }
+    for (start, rows) in &plan.out_of_window {
+        eprintln!(
+            "note: {rows} rows in the default partition belong to the period starting {}, outside the window \
+             [start, now + premake]; no partition is made for them (fix the rows, or widen start)",
+            period::sql_timestamp(*start)
+        );
+    }
     if plan.stale_default_rows > 0 {
         eprintln!(
             "note: {} rows in the default partition are older than retention and were left there",
@@ -93,63 +109,85 @@ fn print_conflicts(plan: &partition::Plan) {
 }
 
 pub async fn apply(target: &Target, config: &Config, args: &PlanArgs, json: bool) -> Result<()> {
-    let spec = config.table(args.table.as_deref())?;
-    let now = args.now.unwrap_or_else(Utc::now);
-    let mut client = target.connect().await?;
-    if spec.backend == Backend::Partman {
-        if args.now.is_some() {
-            return Err(partition::PartitionError::PartmanNow.into());
-        }
-        partition::register(&client, spec).await?;
-        let pm = partition::partman::maintain(&mut client, spec, &config.maintenance.lock).await?;
-        super::stats::snapshot_quietly(&client, config).await;
-        let parts = partition::list(&mut client, spec, false).await?;
-        if json {
-            return print_json(
-                &json!({"table": spec.name.display_unquoted(), "backend": "partman",
-                "partman_version": pm.version, "partitions": parts.len()}),
+    if let Some(now) = args.now {
+        if !json {
+            println!(
+                "pretending it is {}: partitions are created as of then; detach and drop follow the real clock",
+                now.to_rfc3339()
             );
         }
-        println!(
-            "pg_partman {} maintained {}: {} partitions",
-            pm.version,
-            spec.name.display_unquoted(),
-            parts.len()
-        );
+    }
+    let op = Op::Maintain(MaintainOptions {
+        table: args.table.clone(),
+        now: args.now,
+        create_only: false,
+        yes: args.yes,
+    });
+    let (id, value) = super::ops::run(target, config, op, json).await?;
+    if !json {
+        print_plan_notes(&value);
+    }
+    super::ops::done(json, id, &value, || super::ops::maintain_summary(&value))
+}
+
+/// What the plan left alone, from a maintain job's result.
+fn print_plan_notes(value: &serde_json::Value) {
+    let plan: partition::Plan = match serde_json::from_value(value["plan"].clone()) {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    print_conflicts(&plan);
+    for r in value["refused"].as_array().into_iter().flatten() {
+        eprintln!("refused: {}", r.as_str().unwrap_or(""));
+    }
+}
+
+pub async fn list_detached(
+    target: &Target,
+    config: &Config,
+    table: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let spec = config.table(table)?;
+    let client = target.connect().await?;
+    let rows = partition::detached::list(&client, spec, false).await?;
+    if json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("{}: no detached partitions", spec.name.display_unquoted());
         return Ok(());
     }
-    let (plan, report) = partition::maintain(&mut client, spec, now, &config.maintenance, |r| {
-        if !json {
-            let status = if r.ok { "ok" } else { "FAILED" };
-            println!(
-                "{status:>6}  {}  ({} ms)",
-                partition::describe(&r.step),
-                r.millis
-            );
-            if let Some(e) = &r.error {
-                println!("        {e}");
-            }
-        }
-    })
-    .await?;
-    super::stats::snapshot_quietly(&client, config).await;
-    if json {
-        print_json(
-            &json!({"table": spec.name.display_unquoted(), "now": now, "plan": plan, "results": report.results}),
-        )?;
-    } else {
-        if plan.steps.is_empty() {
-            println!("{}: nothing to do", spec.name.display_unquoted());
-        }
-        print_conflicts(&plan);
-    }
-    match report.failed() {
-        0 => Ok(()),
-        n => Err(Error::Failed(format!(
-            "{n} of {} maintenance steps failed",
-            report.results.len()
-        ))),
-    }
+    let drop_after = spec
+        .detached_drop_after
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "never (detached_drop_after is not set)".into());
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.original_name.clone(),
+                period::sql_timestamp(d.from),
+                period::sql_timestamp(d.to),
+                d.detached_at.format("%Y-%m-%d %H:%M").to_string(),
+                if d.exists {
+                    "yes".into()
+                } else {
+                    "gone".into()
+                },
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        format::table(
+            &["table", "was", "from", "to", "detached (UTC)", "exists"],
+            &table_rows
+        )
+    );
+    println!("dropped automatically after: {drop_after}");
+    Ok(())
 }
 
 pub async fn list(
@@ -213,19 +251,24 @@ pub async fn list(
 pub async fn load(target: &Target, config: &Config, args: &LoadArgs, json: bool) -> Result<()> {
     let spec = config.table(args.table.as_deref())?;
     let client = {
-        let mut client = target.connect().await?;
         // Partitions for the whole load range first, so rows do not pile up
-        // in the default partition.
+        // in the default partition. Only creates: a load never runs
+        // retention, whatever time its rows carry.
         let to = args.to.unwrap_or_else(Utc::now);
-        let now = to.max(Utc::now());
-        let (_, report) =
-            partition::maintain(&mut client, spec, now, &config.maintenance, |_| {}).await?;
-        if report.failed() > 0 {
-            return Err(Error::Failed(
-                "could not create the partitions for the load; run `strata maintain`".into(),
-            ));
-        }
-        client
+        let op = Op::Maintain(MaintainOptions {
+            table: Some(spec.name.to_string()),
+            now: Some(to.max(Utc::now())),
+            create_only: true,
+            yes: false,
+        });
+        super::ops::run(target, config, op, true)
+            .await
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "could not create the partitions for the load ({e}); run `strata maintain`"
+                ))
+            })?;
+        target.connect().await?
     };
     let show = !json;
     let report = match (&args.file, args.rows) {

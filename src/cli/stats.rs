@@ -237,19 +237,6 @@ pub async fn snapshot(target: &Target, config: &Config, json: bool) -> Result<()
     Ok(())
 }
 
-/// After `maintain`: a pg_stat_statements reading for `stats queries`.
-/// Failure is logged, not fatal: maintenance itself succeeded.
-pub async fn snapshot_quietly(client: &tokio_postgres::Client, config: &Config) {
-    let result = async {
-        stats::snapshot(client, &config.tables).await?;
-        stats::prune_snapshots(client, readings_days(config)).await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not store a pg_stat_statements reading");
-    }
-}
-
 /// Query readings are kept as long as job history, and never less than 35
 /// days, so a monthly window always finds its baseline.
 fn readings_days(config: &Config) -> u64 {

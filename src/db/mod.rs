@@ -1,10 +1,12 @@
 //! Connections, lock-safe DDL retries and advisory locks: the one place every
 //! capability module reaches PostgreSQL through.
 
+mod blockers;
 mod ident;
 mod retry;
 mod sql;
 
+pub use blockers::{blockers, describe as describe_blockers, Blocker};
 pub use ident::{literal, Ident, IdentError, QualifiedName, MAX_IDENT_BYTES};
 pub use retry::{is_lock_timeout, LockPolicy};
 pub use sql::{DollarQuoted, Statement};
@@ -34,6 +36,16 @@ pub enum DbError {
         timeout_ms: u64,
         detail: String,
     },
+    /// A bounded wait ran out and we know who was in the way.
+    #[error(
+        "{what} gave up waiting for a lock after {waited_ms} ms: {}",
+        describe_blockers(holders)
+    )]
+    Blocked {
+        what: String,
+        waited_ms: u64,
+        holders: Vec<Blocker>,
+    },
 }
 
 impl DbError {
@@ -46,7 +58,7 @@ impl DbError {
     pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
         match self {
             DbError::Connect { source, .. } | DbError::Query { source, .. } => source.code(),
-            DbError::LockTimeout { .. } => {
+            DbError::LockTimeout { .. } | DbError::Blocked { .. } => {
                 Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
             }
             DbError::Ident(_) => None,
@@ -84,18 +96,40 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Opens one connection and drives it on the runtime.
-///
-/// Every session is tagged `application_name=strata` so operators can see (and
-/// `strata health` can exclude) strata's own sessions in `pg_stat_activity`.
+/// `lock_timeout` of every session strata opens, unless the operation sets
+/// its own: no read and no statement waits behind a lock for longer.
+pub const SESSION_LOCK_TIMEOUT_MS: u64 = 5_000;
+/// `statement_timeout` of every session strata opens: catalog and stats
+/// reads end; long work (VACUUM, index builds, copies) sets its own.
+pub const SESSION_STATEMENT_TIMEOUT_MS: u64 = 120_000;
+
+/// Adds strata's session defaults to a connection config: tagged
+/// `application_name=strata` so operators can see (and `strata health` can
+/// exclude) strata's own sessions, and bounded waits. Settings the user put
+/// in the URL's `options` come after ours and win.
+pub fn session_defaults(config: &mut tokio_postgres::Config) {
+    if config.get_application_name().is_none() {
+        config.application_name("strata");
+    }
+    let ours = format!(
+        "-c lock_timeout={SESSION_LOCK_TIMEOUT_MS} -c statement_timeout={SESSION_STATEMENT_TIMEOUT_MS} \
+         -c idle_in_transaction_session_timeout=600000"
+    );
+    let options = match config.get_options() {
+        Some(theirs) if !theirs.is_empty() => format!("{ours} {theirs}"),
+        _ => ours,
+    };
+    config.options(&options);
+}
+
+/// Opens one connection and drives it on the runtime, with
+/// [`session_defaults`].
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|source| DbError::Connect {
         target: redact_url(url),
         source,
     })?;
-    if config.get_application_name().is_none() {
-        config.application_name("strata");
-    }
+    session_defaults(&mut config);
     let (client, connection) = config
         .connect(NoTls)
         .await

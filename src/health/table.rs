@@ -381,6 +381,7 @@ mod tests {
             .collect();
         partitions.push(part("audit_logs_default", Bound::Default));
         Snapshot {
+            detached: vec![],
             partitions,
             default_rows: vec![],
         }
@@ -435,6 +436,7 @@ mod tests {
     fn an_unbounded_partition_covers_and_periods_before_start_are_not_required() {
         let mut spec = TableSpec::seed_default();
         let s = Snapshot {
+            detached: vec![],
             partitions: vec![part(
                 "all",
                 Bound::Range {

@@ -53,9 +53,13 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub result: Option<serde_json::Value>,
+    /// `cli`, `api` or `scheduler`.
+    pub origin: Option<String>,
+    /// Who: `user@host:pid`, the API token's name, the scheduled job.
+    pub actor: Option<String>,
 }
 
-const COLUMNS: &str = "id, kind, target, state, scheduled_for, owner, created_at, started_at, finished_at, error, result";
+const COLUMNS: &str = "id, kind, target, state, scheduled_for, owner, created_at, started_at, finished_at, error, result, origin, actor";
 
 fn record(r: &Row) -> JobRecord {
     JobRecord {
@@ -70,6 +74,8 @@ fn record(r: &Row) -> JobRecord {
         finished_at: r.get(8),
         error: r.get(9),
         result: r.get(10),
+        origin: r.get(11),
+        actor: r.get(12),
     }
 }
 
@@ -157,6 +163,18 @@ pub async fn start_locked(
             Err(e)
         }
     }
+}
+
+/// Records who started the job and from where (`cli`, `api`, `scheduler`).
+pub async fn describe(client: &Client, id: i64, origin: &str, actor: &str) -> Result<(), JobError> {
+    client
+        .execute(
+            "UPDATE strata.jobs SET origin = $2, actor = $3 WHERE id = $1",
+            &[&id, &origin, &actor],
+        )
+        .await
+        .map_err(DbError::query("recording who started the job"))?;
+    Ok(())
 }
 
 /// Records the outcome and releases the job.

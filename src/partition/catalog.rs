@@ -118,17 +118,61 @@ fn trunc_unit(interval: Interval) -> &'static str {
 }
 
 /// Partitions and default-partition contents of the managed table.
+/// Each attempt of a catalog read waits this long for a lock (bounds need
+/// ACCESS SHARE on each partition, which an ALTER TABLE holder blocks)...
+const READ_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+/// ...and this many attempts are made, with a growing pause between them,
+/// before the read fails naming the sessions in the way.
+const READ_ATTEMPTS: u32 = 5;
+
+/// The partitions, the default partition's rows per period and the
+/// detached partitions, read in UTC. Never waits on a lock for long: each
+/// attempt has a short `lock_timeout`, and after a few attempts the error
+/// names the sessions holding the table.
 pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot, PartitionError> {
     let parent = resolve_parent(client, &spec.name).await?;
     check_key(client, parent, spec).await?;
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    let mut snap = loop {
+        match read_snapshot(client, spec, parent).await {
+            Ok(snap) => break snap,
+            Err(PartitionError::Db(e))
+                if crate::db::is_lock_timeout(&e) && attempt + 1 < READ_ATTEMPTS =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(PartitionError::Db(e)) if crate::db::is_lock_timeout(&e) => {
+                return Err(PartitionError::Db(DbError::Blocked {
+                    what: format!("reading the partitions of {}", spec.name.display_unquoted()),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                    holders: crate::db::blockers(client, &spec.name).await,
+                }));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    snap.detached = super::detached::for_planner(client, spec).await?;
+    Ok(snap)
+}
+
+async fn read_snapshot(
+    client: &mut Client,
+    spec: &TableSpec,
+    parent: u32,
+) -> Result<Snapshot, PartitionError> {
     let tx = client
         .transaction()
         .await
         .map_err(DbError::query("starting a snapshot"))?;
     // Bounds are printed in the session time zone; read them in UTC.
-    tx.batch_execute("SET LOCAL TimeZone = 'UTC'")
-        .await
-        .map_err(DbError::query("setting TimeZone"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL TimeZone = 'UTC'; SET LOCAL lock_timeout = '{}ms'",
+        READ_LOCK_TIMEOUT.as_millis()
+    ))
+    .await
+    .map_err(DbError::query("setting TimeZone"))?;
     let rows = tx
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid),
@@ -179,6 +223,7 @@ pub async fn snapshot(client: &mut Client, spec: &TableSpec) -> Result<Snapshot,
     Ok(Snapshot {
         partitions,
         default_rows,
+        detached: Vec::new(),
     })
 }
 

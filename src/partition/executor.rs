@@ -114,6 +114,12 @@ pub fn step_sql(
             format!("DROP TABLE {name}"),
             "COMMIT".into(),
         ],
+        Step::DropDetached { name } => vec![
+            "BEGIN".into(),
+            policy.set_sql(true),
+            format!("DROP TABLE {name}"),
+            "COMMIT".into(),
+        ],
     }
 }
 
@@ -143,6 +149,26 @@ struct Context<'a> {
     default: Option<QualifiedName>,
     columns: Vec<Ident>,
     pk: Vec<Ident>,
+    partitions: Vec<super::ExistingPartition>,
+}
+
+type Bounds = (
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+impl Context<'_> {
+    fn bounds_of(&self, name: &QualifiedName) -> Bounds {
+        match self
+            .partitions
+            .iter()
+            .find(|p| &p.name == name)
+            .map(|p| &p.bound)
+        {
+            Some(super::Bound::Range { from, to }) => (*from, *to),
+            _ => (None, None),
+        }
+    }
 }
 
 async fn apply_locked(
@@ -159,6 +185,7 @@ async fn apply_locked(
         default: snap.default_partition().cloned(),
         columns: catalog::insertable_columns(client, &spec.name).await?,
         pk: default_move::primary_key(client, &spec.name).await?,
+        partitions: snap.partitions.clone(),
     };
     let mut report = ApplyReport::default();
     for step in steps {
@@ -196,15 +223,28 @@ async fn retried(
 async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(), PartitionError> {
     let policy = &ctx.maintenance.lock;
     let what = describe(step);
-    let Step::Create {
-        name,
-        from,
-        to,
-        default_rows,
-    } = step
-    else {
-        let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
-        return Ok(retried(client, policy, &what, &sql).await?);
+    let (name, from, to, default_rows) = match step {
+        Step::Create {
+            name,
+            from,
+            to,
+            default_rows,
+        } => (name, from, to, default_rows),
+        Step::Detach { name, .. } => {
+            let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
+            retried(client, policy, &what, &sql).await?;
+            let bounds = ctx.bounds_of(name);
+            return super::detached::record(client, ctx.spec, name, bounds, policy).await;
+        }
+        Step::DropDetached { name } => {
+            let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
+            retried(client, policy, &what, &sql).await?;
+            return super::detached::mark_dropped(client, name).await;
+        }
+        _ => {
+            let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
+            return Ok(retried(client, policy, &what, &sql).await?);
+        }
     };
     let staged = default_move::existing(client, name).await?;
     if staged == default_move::Existing::Other {
@@ -271,6 +311,10 @@ pub fn describe(step: &Step) -> String {
         Step::Drop { name } => format!("drop {}", name.display_unquoted()),
         Step::FinalizeDetach { name } => format!(
             "finish the interrupted detach of {}",
+            name.display_unquoted()
+        ),
+        Step::DropDetached { name } => format!(
+            "drop {} (detached earlier, past detached_drop_after)",
             name.display_unquoted()
         ),
     }

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod default_move;
+pub mod detached;
 mod executor;
 pub mod partman;
 pub mod period;
@@ -15,7 +16,10 @@ use tokio_postgres::Client;
 
 pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapshot, PartitionInfo};
 pub use executor::{apply, describe, run_statements, step_sql, ApplyReport, StepResult};
-pub use planner::{plan, Bound, Conflict, ExistingPartition, Plan, Snapshot, Step};
+pub use planner::{
+    plan, plan_with, wanted_periods, Bound, Clock, Conflict, DetachedPartition, ExistingPartition,
+    Plan, Snapshot, Step,
+};
 
 use crate::config::{Backend, MaintenanceConfig, TableSpec};
 use crate::db::{DbError, IdentError};
@@ -85,14 +89,15 @@ pub async fn plan_now(
     Ok(plan(spec, now, &snap))
 }
 
-/// Registers `spec` in `strata.managed_tables` (insert or update).
+/// Registers `spec` in `strata.managed_tables` when the table has no stored
+/// spec yet. A stored spec is never overwritten here: it is the source of
+/// truth, changed only by `strata config apply`.
 pub async fn register(client: &Client, spec: &TableSpec) -> Result<(), PartitionError> {
     let json = serde_json::to_value(spec).expect("spec serializes");
     client
         .execute(
             "INSERT INTO strata.managed_tables (schema_name, table_name, spec) VALUES ($1, $2, $3)
-             ON CONFLICT (schema_name, table_name) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()
-             WHERE managed_tables.spec IS DISTINCT FROM EXCLUDED.spec",
+             ON CONFLICT (schema_name, table_name) DO NOTHING",
             &[&spec.name.schema.as_str(), &spec.name.name.as_str(), &json],
         )
         .await

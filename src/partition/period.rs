@@ -50,8 +50,12 @@ pub fn is_boundary(interval: Interval, t: DateTime<Utc>) -> bool {
 /// The instant before which data is past retention, as seen at `now`.
 pub fn retention_cutoff(retention: Retention, now: DateTime<Utc>) -> DateTime<Utc> {
     match retention {
-        Retention::Days(n) => now - Duration::days(n as i64),
-        Retention::Weeks(n) => now - Duration::weeks(n as i64),
+        Retention::Days(n) => now
+            .checked_sub_signed(Duration::days(n as i64))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        Retention::Weeks(n) => now
+            .checked_sub_signed(Duration::weeks(n as i64))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
         Retention::Months(n) => now
             .checked_sub_months(Months::new(n))
             .unwrap_or(DateTime::<Utc>::MIN_UTC),

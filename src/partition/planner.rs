@@ -1,14 +1,14 @@
 //! The pure planner: `(spec, now, what exists) -> Plan`. No database here.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::period;
 use crate::config::{RetentionMode, TableSpec};
 use crate::db::QualifiedName;
 
 /// What a partition's bound is, as read from the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Bound {
     /// `[from, to)`; `None` stands for MINVALUE / MAXVALUE.
@@ -19,7 +19,7 @@ pub enum Bound {
     Default,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExistingPartition {
     pub name: QualifiedName,
     pub bound: Bound,
@@ -29,11 +29,46 @@ pub struct ExistingPartition {
 }
 
 /// What the planner needs to know about the table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub partitions: Vec<ExistingPartition>,
     /// Rows sitting in the default partition, by the start of their period.
     pub default_rows: Vec<(DateTime<Utc>, i64)>,
+    /// Partitions strata detached earlier and has not dropped yet.
+    #[serde(default)]
+    pub detached: Vec<DetachedPartition>,
+}
+
+/// A partition retention detached: renamed out of the live names and
+/// recorded in `strata.detached_partitions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedPartition {
+    pub name: QualifiedName,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub detached_at: DateTime<Utc>,
+}
+
+/// The two times a plan is made from. `plan` may be pretended (`--now`): it
+/// decides what is created. `real` is the clock's: it alone decides what is
+/// detached or dropped, so no pretended time ever destroys anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    pub plan: DateTime<Utc>,
+    pub real: DateTime<Utc>,
+}
+
+impl Clock {
+    pub fn real(now: DateTime<Utc>) -> Clock {
+        Clock {
+            plan: now,
+            real: now,
+        }
+    }
+
+    pub fn pretended(&self) -> bool {
+        self.plan != self.real
+    }
 }
 
 impl Snapshot {
@@ -45,7 +80,7 @@ impl Snapshot {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Create and attach the partition `[from, to)`, first moving into it the
@@ -65,6 +100,18 @@ pub enum Step {
     Drop { name: QualifiedName },
     /// Finish a `DETACH ... CONCURRENTLY` that was interrupted.
     FinalizeDetach { name: QualifiedName },
+    /// Drop a partition detached earlier, past `detached_drop_after`.
+    DropDetached { name: QualifiedName },
+}
+
+impl Step {
+    /// Whether the step removes a partition from the table or the database.
+    pub fn destructive(&self) -> bool {
+        matches!(
+            self,
+            Step::Detach { .. } | Step::Drop { .. } | Step::DropDetached { .. }
+        )
+    }
 }
 
 impl Step {
@@ -73,13 +120,14 @@ impl Step {
             Step::Create { name, .. }
             | Step::Detach { name, .. }
             | Step::Drop { name }
-            | Step::FinalizeDetach { name } => name,
+            | Step::FinalizeDetach { name }
+            | Step::DropDetached { name } => name,
         }
     }
 }
 
 /// Something the planner will not touch, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -88,13 +136,66 @@ pub struct Conflict {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
     pub conflicts: Vec<Conflict>,
     /// Rows in the default partition that retention would remove anyway; they
     /// are left where they are and reported.
     pub stale_default_rows: i64,
+    /// Rows in the default partition outside `[start, now + premake]`, by
+    /// the start of their period: reported, never turned into partitions (a
+    /// row stamped in the year 9999 must not create thousands of them).
+    pub out_of_window: Vec<(DateTime<Utc>, i64)>,
+    /// Destructive steps the pretended time would take, shown and not run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previewed: Vec<Step>,
+}
+
+impl Plan {
+    pub fn creates(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Create { .. }))
+            .count()
+    }
+
+    pub fn out_of_window_rows(&self) -> i64 {
+        self.out_of_window.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The periods that should exist as partitions at `now`: from `start`
+/// through the period holding `now` plus `premake` more, less those wholly
+/// past `cutoff`. The planner, health and the report all ask this.
+pub fn wanted_periods(
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+    cutoff: Option<DateTime<Utc>>,
+) -> Vec<DateTime<Utc>> {
+    let last = last_wanted(spec, now);
+    let mut wanted = Vec::new();
+    let mut p = first_wanted(spec);
+    while p <= last {
+        let to = period::next(spec.interval, p);
+        if cutoff.is_none_or(|c| to > c) {
+            wanted.push(p);
+        }
+        p = to;
+    }
+    wanted
+}
+
+fn first_wanted(spec: &TableSpec) -> DateTime<Utc> {
+    period::floor(spec.interval, period::midnight(spec.start))
+}
+
+fn last_wanted(spec: &TableSpec, now: DateTime<Utc>) -> DateTime<Utc> {
+    period::advance(
+        spec.interval,
+        period::floor(spec.interval, now),
+        spec.premake,
+    )
 }
 
 fn overlaps(bound: &Bound, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
@@ -122,8 +223,16 @@ fn is_owned(spec: &TableSpec, p: &ExistingPartition) -> Option<(DateTime<Utc>, D
     own.then_some((from, to))
 }
 
-/// Plans premake, default-partition hygiene and retention for one table.
+/// Plans premake, default-partition hygiene and retention for one table at
+/// one (real) time.
 pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
+    plan_with(spec, Clock::real(now), snap)
+}
+
+/// Plans with a possibly pretended time: creation follows `clock.plan`,
+/// retention `clock.real` only; what retention would do at the pretended
+/// time goes to `previewed`.
+pub fn plan_with(spec: &TableSpec, clock: Clock, snap: &Snapshot) -> Plan {
     let mut out = Plan::default();
     // A half-detached partition blocks further DETACHes of the parent until
     // it is finalized, so that comes first.
@@ -132,34 +241,28 @@ pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
             name: p.name.clone(),
         });
     }
-    let cutoff = spec.retention.map(|r| period::retention_cutoff(r, now));
-    let expired = |to: DateTime<Utc>| cutoff.is_some_and(|c| to <= c);
-
-    // Periods to exist: from `start` (or the first one retention keeps)
-    // through the period holding `now` plus `premake` more.
-    let last = period::advance(
-        spec.interval,
-        period::floor(spec.interval, now),
-        spec.premake,
-    );
-    let mut wanted: Vec<DateTime<Utc>> = Vec::new();
-    let mut p = period::floor(spec.interval, period::midnight(spec.start));
-    while p <= last {
-        if !expired(period::next(spec.interval, p)) {
-            wanted.push(p);
-        }
-        p = period::next(spec.interval, p);
-    }
-    // Rows stuck in the default partition get their partition too, wherever
-    // they fall, unless retention would remove them at once.
+    let real_cutoff = spec
+        .retention
+        .map(|r| period::retention_cutoff(r, clock.real));
+    let expired = |to: DateTime<Utc>| real_cutoff.is_some_and(|c| to <= c);
+    let mut wanted = wanted_periods(spec, clock.plan, real_cutoff);
+    let (first, last) = (first_wanted(spec), last_wanted(spec, clock.plan));
+    // Rows stuck in the default partition get their partition too, inside
+    // the window, unless retention would remove them at once.
     for &(start, rows) in &snap.default_rows {
         let start = period::floor(spec.interval, start);
         if expired(period::next(spec.interval, start)) {
             out.stale_default_rows += rows;
+        } else if start < first || start > last {
+            match out.out_of_window.iter_mut().find(|(s, _)| *s == start) {
+                Some((_, n)) => *n += rows,
+                None => out.out_of_window.push((start, rows)),
+            }
         } else if !wanted.contains(&start) {
             wanted.push(start);
         }
     }
+    out.out_of_window.sort();
     wanted.sort();
 
     for from in wanted {
@@ -230,7 +333,24 @@ pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
         });
     }
 
-    if cutoff.is_some() {
+    out.steps.extend(retention_steps(spec, clock.real, snap));
+    if clock.pretended() {
+        let real = out.steps.clone();
+        out.previewed = retention_steps(spec, clock.plan, snap)
+            .into_iter()
+            .filter(|s| !real.contains(s))
+            .collect();
+    }
+    out
+}
+
+/// What retention removes at `now`: owned partitions wholly past the cutoff
+/// (never the current period or a later one, whatever the setting), and
+/// detached partitions past `detached_drop_after`.
+fn retention_steps(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let current = period::floor(spec.interval, now);
+    if let Some(cutoff) = spec.retention.map(|r| period::retention_cutoff(r, now)) {
         let has_default = snap.default_partition().is_some();
         let mut old: Vec<(DateTime<Utc>, &ExistingPartition)> = snap
             .partitions
@@ -238,13 +358,13 @@ pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
             .filter(|p| !p.detach_pending)
             .filter_map(|p| {
                 is_owned(spec, p)
-                    .filter(|(_, to)| expired(*to))
+                    .filter(|(_, to)| *to <= cutoff && *to <= current)
                     .map(|(f, _)| (f, p))
             })
             .collect();
         old.sort_by_key(|(f, _)| *f);
         for (_, p) in old {
-            out.steps.push(match spec.retention_mode {
+            steps.push(match spec.retention_mode {
                 RetentionMode::Detach => Step::Detach {
                     name: p.name.clone(),
                     // PostgreSQL refuses DETACH CONCURRENTLY when a default
@@ -257,5 +377,13 @@ pub fn plan(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Plan {
             });
         }
     }
-    out
+    if let Some(after) = spec.detached_drop_after {
+        let due = period::retention_cutoff(after, now);
+        for d in snap.detached.iter().filter(|d| d.detached_at <= due) {
+            steps.push(Step::DropDetached {
+                name: d.name.clone(),
+            });
+        }
+    }
+    steps
 }

@@ -72,6 +72,7 @@ fn existing_partitions_are_kept_and_gaps_filled() {
     spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
     spec.premake = 1;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![
             range(
                 "audit_logs_2025_01",
@@ -101,6 +102,7 @@ fn a_foreign_partition_is_neither_overlapped_nor_dropped() {
     spec.retention = Some(Retention::Months(1));
     spec.retention_mode = RetentionMode::Drop;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![
             // Half of February and half of March: overlaps two periods.
             range(
@@ -148,6 +150,7 @@ fn a_same_named_partition_with_other_bounds_is_a_conflict() {
     spec.start = NaiveDate::from_ymd_opt(2025, 5, 1).unwrap();
     spec.premake = 0;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![range(
             "audit_logs_2025_05",
             "2024-01-01T00:00:00Z",
@@ -168,6 +171,7 @@ fn retention_edges_detach_only_whole_periods_past_the_cutoff() {
     spec.premake = 0;
     spec.retention = Some(Retention::Months(3));
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![
             range(
                 "audit_logs_2025_01",
@@ -227,6 +231,7 @@ fn with_a_default_partition_detach_is_not_concurrent_and_drop_mode_drops() {
     spec.premake = 0;
     spec.retention = Some(Retention::Days(1));
     let mut snap = Snapshot {
+        detached: vec![],
         partitions: vec![
             range(
                 "audit_logs_2025_01",
@@ -255,11 +260,12 @@ fn with_a_default_partition_detach_is_not_concurrent_and_drop_mode_drops() {
 }
 
 #[test]
-fn rows_in_the_default_partition_get_a_partition_even_outside_the_window() {
+fn rows_outside_the_window_are_reported_not_turned_into_partitions() {
     let mut spec = TableSpec::seed_default();
     spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
     spec.premake = 0;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![ExistingPartition {
             name: q("audit_logs_default"),
             bound: Bound::Default,
@@ -269,6 +275,7 @@ fn rows_in_the_default_partition_get_a_partition_even_outside_the_window() {
             (ts("2024-07-01T00:00:00Z"), 5),
             (ts("2025-01-01T00:00:00Z"), 7),
             (ts("2030-01-01T00:00:00Z"), 2),
+            (ts("9999-01-01T00:00:00Z"), 1),
         ],
     };
     let p = plan(&spec, ts("2025-01-15T00:00:00Z"), &snap);
@@ -282,14 +289,104 @@ fn rows_in_the_default_partition_get_a_partition_even_outside_the_window() {
             _ => None,
         })
         .collect();
+    // Only the period inside [start, now + premake] gets its partition; a
+    // row before `start` or years ahead (one POST of rows stamped 9999 made
+    // a partition per period before) is reported instead.
+    assert_eq!(moves, vec![("audit_logs_2025_01".into(), 7)]);
     assert_eq!(
-        moves,
+        p.out_of_window,
         vec![
-            ("audit_logs_2024_07".into(), 5),
-            ("audit_logs_2025_01".into(), 7),
-            ("audit_logs_2030_01".into(), 2)
+            (ts("2024-07-01T00:00:00Z"), 5),
+            (ts("2030-01-01T00:00:00Z"), 2),
+            (ts("9999-01-01T00:00:00Z"), 1)
         ]
     );
+    assert_eq!(p.out_of_window_rows(), 8);
+}
+
+#[test]
+fn a_pretended_time_creates_but_never_destroys() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.premake = 1;
+    spec.retention = Some(Retention::Months(3));
+    spec.retention_mode = RetentionMode::Drop;
+    let real = ts("2025-06-15T00:00:00Z");
+    let mut partitions: Vec<ExistingPartition> = (1..=7)
+        .map(|m| ExistingPartition {
+            name: q(&format!("audit_logs_2025_{m:02}")),
+            bound: Bound::Range {
+                from: Some(ts(&format!("2025-{m:02}-01T00:00:00Z"))),
+                to: Some(ts(&if m == 12 {
+                    "2026-01-01T00:00:00Z".to_string()
+                } else {
+                    format!("2025-{:02}-01T00:00:00Z", m + 1)
+                })),
+            },
+            detach_pending: false,
+        })
+        .collect();
+    partitions.push(ExistingPartition {
+        name: q("audit_logs_default"),
+        bound: Bound::Default,
+        detach_pending: false,
+    });
+    let snap = Snapshot {
+        detached: vec![],
+        partitions,
+        default_rows: vec![],
+    };
+    // Three years ahead: everything that exists would be past retention then.
+    let clock = Clock {
+        plan: ts("2028-06-15T00:00:00Z"),
+        real,
+    };
+    let p = plan_with(&spec, clock, &snap);
+    let drops: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.destructive())
+        .map(|s| s.name().name.as_str())
+        .collect();
+    // By the real clock (2025-06-15, cutoff 2025-03-15) only January and
+    // February are past retention.
+    assert_eq!(drops, ["audit_logs_2025_01", "audit_logs_2025_02"]);
+    // The pretended time's drops are shown, not run: the current month and
+    // those ahead among them.
+    let previewed: Vec<&str> = p.previewed.iter().map(|s| s.name().name.as_str()).collect();
+    assert!(previewed.contains(&"audit_logs_2025_06"), "{previewed:?}");
+    assert!(previewed.contains(&"audit_logs_2025_07"), "{previewed:?}");
+    assert!(!previewed.contains(&"audit_logs_2025_01"));
+    // Creation follows the pretended time: partitions through 2028-07.
+    assert!(p.steps.iter().any(
+        |s| matches!(s, Step::Create { name, .. } if name.name.as_str() == "audit_logs_2028_07")
+    ));
+}
+
+#[test]
+fn retention_never_takes_the_current_period() {
+    let mut spec = TableSpec::seed_default();
+    spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    spec.retention = Some(Retention::Days(1));
+    spec.retention_mode = RetentionMode::Drop;
+    let snap = Snapshot {
+        detached: vec![],
+        partitions: vec![ExistingPartition {
+            name: q("audit_logs_2025_06"),
+            bound: Bound::Range {
+                from: Some(ts("2025-06-01T00:00:00Z")),
+                to: Some(ts("2025-07-01T00:00:00Z")),
+            },
+            detach_pending: false,
+        }],
+        default_rows: vec![],
+    };
+    // The 1st of July, 00:30: June's partition ended 30 minutes ago, so a
+    // 1-day retention does not reach it; on the 2nd it does.
+    let p = plan(&spec, ts("2025-07-01T00:30:00Z"), &snap);
+    assert!(!p.steps.iter().any(|s| s.destructive()));
+    let p = plan(&spec, ts("2025-07-02T00:30:00Z"), &snap);
+    assert!(p.steps.iter().any(|s| s.destructive()));
 }
 
 #[test]
@@ -299,6 +396,7 @@ fn default_rows_past_retention_are_reported_not_moved() {
     spec.premake = 0;
     spec.retention = Some(Retention::Months(6));
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![],
         default_rows: vec![(ts("2020-01-01T00:00:00Z"), 9)],
     };
@@ -354,6 +452,7 @@ fn planning_twice_over_the_result_is_empty() {
     let now = ts("2025-12-15T00:00:00Z");
     let first = plan(&spec, now, &Snapshot::default());
     let snap = Snapshot {
+        detached: vec![],
         partitions: first
             .steps
             .iter()
@@ -380,6 +479,7 @@ fn minvalue_and_maxvalue_partitions_contain_everything_they_cover() {
     spec.start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
     spec.premake = 1;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![ExistingPartition {
             name: q("everything_before_march"),
             bound: Bound::Range {
@@ -411,6 +511,7 @@ fn an_interrupted_concurrent_detach_is_finalized_first() {
     );
     jan.detach_pending = true;
     let snap = Snapshot {
+        detached: vec![],
         partitions: vec![
             jan,
             range(

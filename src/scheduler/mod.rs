@@ -17,11 +17,12 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::config::{Backend, Config, JobCommand, JobSpec};
+use crate::config::{Config, JobCommand, JobSpec};
 use crate::db::{self, DbError};
 use crate::jobs::{self, Claim, Retention};
-use crate::maintenance::{self, AnalyzeScope, Operation};
-use crate::{partition, stats};
+use crate::maintenance::{self, AnalyzeScope};
+use crate::ops;
+use crate::stats;
 
 use self::cron::Schedule;
 
@@ -100,52 +101,79 @@ pub fn find<'a>(jobs: &'a [ScheduledJob], name: &str) -> Result<&'a ScheduledJob
 struct TableRun {
     table: String,
     ok: bool,
+    /// The table's own job (the operation's record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     outcome: serde_json::Value,
 }
 
+/// Why a scheduled run failed.
+#[derive(Debug)]
+pub struct ExecError {
+    pub message: String,
+    /// Every table's part was refused because another run holds its lock.
+    pub busy: bool,
+}
+
 /// Runs a job's command now, on this session, for its table or every
-/// managed table. Each table's work holds that table's maintenance lock
-/// (waiting for it: a scheduled job may wait for a manual one).
+/// managed table, each through the operations runtime: it takes the table's
+/// lock without waiting (a scheduled job never waits inside a statement,
+/// where a `REINDEX CONCURRENTLY` of the same table would wait for it: a
+/// deadlock), so a table that is busy is reported, not waited for.
 pub async fn execute(
     client: &mut Client,
     config: &Config,
     job: &JobSpec,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ExecError> {
     let mut runs = Vec::new();
     let mut snapshot = None;
-    if matches!(job.command, JobCommand::Maintain | JobCommand::Snapshot) {
-        let n = stats::snapshot(client, &config.tables).await;
+    let specs = ops::effective_specs(client, config)
+        .await
+        .map_err(|e| ExecError {
+            message: e.to_string(),
+            busy: false,
+        })?;
+    if matches!(job.command, JobCommand::Snapshot) {
+        let n = stats::snapshot(client, &specs).await;
         let _ = stats::prune_snapshots(client, config.maintenance.job_history_days.max(35)).await;
         snapshot = Some(n.map_err(|e| e.to_string()));
     }
+    let mut busy = 0;
     if job.command != JobCommand::Snapshot {
         let names: Vec<String> = match &job.table {
             Some(t) => vec![t.clone()],
-            None => config
-                .tables
-                .iter()
-                .map(|t| t.name.display_unquoted())
-                .collect(),
+            None => specs.iter().map(|t| t.name.display_unquoted()).collect(),
+        };
+        let origin = ops::Origin::Scheduler {
+            job: job.name.clone(),
         };
         for name in names {
-            let outcome = run_on_table(client, config, job.command, &name).await;
-            runs.push(match outcome {
-                Ok(outcome) => TableRun {
-                    table: name,
-                    ok: true,
-                    error: None,
-                    outcome,
+            let op = op_for(job.command, &name);
+            let mut quiet = |_: &ops::Progress| {};
+            runs.push(
+                match ops::run(client, config, op, &origin, &mut quiet).await {
+                    Ok((id, outcome)) => TableRun {
+                        table: name,
+                        ok: true,
+                        job: Some(id),
+                        error: None,
+                        outcome,
+                    },
+                    Err(e) => {
+                        busy += usize::from(matches!(e, ops::OpError::Busy(_)));
+                        TableRun {
+                            table: name,
+                            ok: false,
+                            job: None,
+                            error: Some(e.to_string()),
+                            outcome: serde_json::Value::Null,
+                        }
+                    }
                 },
-                Err(e) => TableRun {
-                    table: name,
-                    ok: false,
-                    error: Some(e),
-                    outcome: serde_json::Value::Null,
-                },
-            });
+            );
         }
     }
     let failed: Vec<String> = runs
@@ -159,81 +187,39 @@ pub async fn execute(
         None => serde_json::Value::Null,
     };
     if !failed.is_empty() {
-        return Err(failed.join("; "));
+        return Err(ExecError {
+            message: failed.join("; "),
+            busy: busy == runs.len(),
+        });
     }
     Ok(json!({ "command": job.command, "tables": runs, "query_snapshot": snapshot_json }))
 }
 
-async fn run_on_table(
-    client: &mut Client,
-    config: &Config,
-    command: JobCommand,
-    table: &str,
-) -> Result<serde_json::Value, String> {
-    let target = maintenance::resolve(client, &config.tables, table)
-        .await
-        .map_err(|e| e.to_string())?;
-    let lock = partition::table_lock(&target.spec.name);
-    db::advisory_lock(client, &lock)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        let mut quiet = |_: &maintenance::RelationResult| {};
-        let op = match command {
-            JobCommand::Maintain => {
-                let (plan, report) = partition::maintain(
-                    client,
-                    &target.spec,
-                    Utc::now(),
-                    &config.maintenance,
-                    |_| {},
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                // New partitions (and the month that filled up) get statistics
-                // now rather than whenever autovacuum gets there.
-                let target = maintenance::resolve(client, &config.tables, table)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let analyzed =
-                    maintenance::analyze(client, &target, AnalyzeScope::Changed, &mut quiet)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                if report.failed() > 0 {
-                    return Err(format!(
-                        "{} of {} partition steps failed",
-                        report.failed(),
-                        report.results.len()
-                    ));
-                }
-                return Ok(json!({
-                    "backend": if target.spec.backend == Backend::Partman { "partman" } else { "native" },
-                    "steps": plan.steps.len(),
-                    "results": report.results,
-                    "analyzed": analyzed.relations.len(),
-                }));
-            }
-            JobCommand::Vacuum => Operation::Vacuum { analyze: true },
-            JobCommand::Analyze => Operation::Analyze {
-                scope: AnalyzeScope::Changed,
-            },
-            JobCommand::Reindex => Operation::Reindex,
-            JobCommand::Snapshot => return Ok(serde_json::Value::Null),
-        };
-        op.run(client, &target, &mut quiet)
-            .await
-            .map(|o| json!(o))
-            .map_err(|e| e.to_string())
+/// The operation a scheduled command runs on one table.
+fn op_for(command: JobCommand, table: &str) -> ops::Op {
+    let target = table.to_string();
+    match command {
+        JobCommand::Maintain | JobCommand::Snapshot => ops::Op::Maintain(ops::MaintainOptions {
+            table: Some(target),
+            ..Default::default()
+        }),
+        JobCommand::Vacuum => ops::Op::Vacuum {
+            target,
+            analyze: true,
+        },
+        JobCommand::Analyze => ops::Op::Analyze {
+            target,
+            scope: AnalyzeScope::Changed,
+        },
+        JobCommand::Reindex => ops::Op::Reindex { target },
     }
-    .await;
-    let _ = db::advisory_unlock(client, &lock).await;
-    result
 }
 
 /// What became of one occurrence in this process.
 enum Occurrence {
-    /// Ran here, as this job id.
-    Ran(i64),
+    /// Ran here, as this job id; `busy` when every table was refused
+    /// because another run held its lock.
+    Ran(i64, bool),
     Done,
     Busy,
 }
@@ -261,17 +247,18 @@ async fn run_occurrence(
     tracing::info!(job = %job.spec.name, %occurrence, id = handle.id, "running scheduled job");
     let id = handle.id;
     let outcome = execute(client, config, &job.spec).await;
+    let busy = matches!(&outcome, Err(e) if e.busy);
     match &outcome {
         Ok(v) => jobs::finish(client, handle, Ok(v)).await?,
         Err(e) => {
-            tracing::warn!(job = %job.spec.name, error = %e, "scheduled job failed");
-            jobs::finish(client, handle, Err(e)).await?
+            tracing::warn!(job = %job.spec.name, error = %e.message, "scheduled job failed");
+            jobs::finish(client, handle, Err(&e.message)).await?
         }
     }
     if let Err(e) = jobs::prune(client, Retention::from_config(&config.maintenance)).await {
         tracing::warn!(error = %e, "could not prune job history");
     }
-    Ok(Occurrence::Ran(id))
+    Ok(Occurrence::Ran(id, busy))
 }
 
 /// `strata schedule run JOB`: the job now, under the same exactly-once
@@ -287,7 +274,10 @@ pub async fn run_now(
     let now = db_now(client).await?;
     let occurrence = DateTime::from_timestamp(now.timestamp(), 0).expect("valid second");
     match run_occurrence(client, config, &job, occurrence).await? {
-        Occurrence::Ran(id) => Ok(jobs::get(client, id).await?),
+        Occurrence::Ran(id, true) => Err(SchedulerError::Busy(format!(
+            "{name}: the table's maintenance is already running in another session (job {id} records it)"
+        ))),
+        Occurrence::Ran(id, false) => Ok(jobs::get(client, id).await?),
         Occurrence::Busy => Err(SchedulerError::Busy(name.into())),
         Occurrence::Done => Err(SchedulerError::Busy(format!(
             "{name} (this second's run was already claimed)"

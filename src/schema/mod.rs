@@ -29,6 +29,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "conversions",
         sql: include_str!("migrations/0002_conversions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "ops",
+        sql: include_str!("migrations/0003_ops.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";
