@@ -216,7 +216,7 @@ pub async fn run(
         println!("  {l}");
     }
     println!(
-        "\nNext:\n  psql '{}'\n  strata report            # what to fix, with the command for each\n  strata health\n  strata stats partitions\n  strata maintain --now {}",
+        "\nNext:\n  psql '{}'\n  strata report            # what to fix, with the command for each\n  strata health\n  strata stats partitions\n  strata partitions plan --now {}   # what maintenance would do next month (a preview: nothing changes)",
         target.url,
         (now + Months::new(1)).format("%Y-%m-%d")
     );

@@ -25,11 +25,18 @@ pub async fn run(target: &Target, config: &Config, op: Op, json: bool) -> Result
     Ok((id, value))
 }
 
-/// Prints an operation's result: the job id and its outcome as JSON, or the
-/// caller's summary line.
+/// Prints an operation's result: its outcome as JSON with the job id added,
+/// or the caller's summary line.
 pub fn done(json: bool, id: i64, value: &Value, summary: impl FnOnce() -> String) -> Result<()> {
     if json {
-        return print_json(&json!({"job_id": id, "result": value}));
+        let mut out = value.clone();
+        match out.as_object_mut() {
+            Some(map) => {
+                map.insert("job_id".into(), json!(id));
+            }
+            None => out = json!({"job_id": id, "result": value}),
+        }
+        return print_json(&out);
     }
     println!("job {id}: {}", summary());
     Ok(())

@@ -44,13 +44,17 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
                 "; NO partition for the current period"
             }
         );
-        println!(
-            "balance     rows per past partition: min {}, median {}, max {} (max/median {:.1})",
-            format::count(s.rows_min.max(0) as u64),
-            format::count(s.rows_median.max(0) as u64),
-            format::count(s.rows_max.max(0) as u64),
-            s.balance_ratio
-        );
+        if s.rows_median > 0 {
+            println!(
+                "balance     rows per past partition: min {}, median {}, max {} (max/median {:.1})",
+                format::count(s.rows_min.max(0) as u64),
+                format::count(s.rows_median.max(0) as u64),
+                format::count(s.rows_max.max(0) as u64),
+                s.balance_ratio
+            );
+        } else {
+            println!("balance     no complete past partition holds rows yet (or none is analyzed)");
+        }
         println!(
             "default     {} rows",
             format::count(s.default_rows.max(0) as u64)

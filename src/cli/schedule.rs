@@ -63,7 +63,12 @@ pub async fn run(target: &Target, config: &Config, name: &str, json: bool) -> Re
     let mut client = target.connect().await?;
     let job = scheduler::run_now(&mut client, config, name).await?;
     if json {
-        return print_json(&job);
+        print_json(&job)?;
+        // Scripts read the exit code too: a failed job is not a success.
+        if job.state != "succeeded" {
+            return Err(crate::Error::Failed(format!("scheduled job {name} failed")));
+        }
+        return Ok(());
     }
     println!(
         "job {} ({}): {}{}",

@@ -47,13 +47,13 @@ pub async fn checks(
     match partition::snapshot(client, spec).await {
         Ok(snap) => {
             out.push(judge_future_partitions(spec, &snap, now));
-            out.push(default_rows(spec, &snap));
+            out.push(default_rows(spec, &snap, now));
         }
         Err(PartitionError::Db(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             // The snapshot counts the default partition's rows, which needs a
             // lock that a long ACCESS EXCLUSIVE holder denies.
             let message = format!(
-                "could not read the partitions of {}: it is locked by another session (see lock_waits)",
+                "could not read the partitions of {}: it is locked by another session ({e})",
                 spec.name.display_unquoted()
             );
             for name in [FUTURE, DEFAULT_ROWS] {
@@ -115,9 +115,10 @@ pub fn judge_future_partitions(
         .iter()
         .filter(|b| matches!(b, Bound::Range { from: Some(f), .. } if *f >= current))
         .count();
-    let missing: Vec<DateTime<Utc>> = (1..=spec.premake)
-        .map(|k| period::advance(spec.interval, current, k))
-        .filter(|p| *p >= first && !covered(*p))
+    // The same definition of "should exist" the planner creates from.
+    let missing: Vec<DateTime<Utc>> = partition::wanted_periods(spec, now, None)
+        .into_iter()
+        .filter(|p| *p > current && !covered(*p))
         .collect();
     let default = snap.default_partition().map(|d| d.display_unquoted());
     let evidence = json!({
@@ -159,7 +160,7 @@ pub fn judge_future_partitions(
     c.table(spec).fix("strata maintain")
 }
 
-fn default_rows(spec: &TableSpec, snap: &Snapshot) -> CheckResult {
+fn default_rows(spec: &TableSpec, snap: &Snapshot, now: DateTime<Utc>) -> CheckResult {
     let Some(default) = snap.default_partition() else {
         return CheckResult::new(
             DEFAULT_ROWS,
@@ -179,6 +180,37 @@ fn default_rows(spec: &TableSpec, snap: &Snapshot) -> CheckResult {
     if rows == 0 {
         let message = format!("{} is empty", default.display_unquoted());
         return CheckResult::new(DEFAULT_ROWS, Status::Ok, message, evidence).table(spec);
+    }
+    // Rows whose period is outside [start, now + premake] get no partition
+    // from `maintain` (a stray year-9999 row must not create thousands):
+    // they need a person.
+    let outside = partition::plan(spec, now, snap).out_of_window;
+    if !outside.is_empty() {
+        let n: i64 = outside.iter().map(|(_, n)| n).sum();
+        let mut evidence = evidence;
+        evidence["outside_window"] = json!(outside
+            .iter()
+            .take(MAX_LISTED)
+            .map(|(start, n)| json!({"period_start": start, "rows": n}))
+            .collect::<Vec<_>>());
+        evidence["outside_window_rows"] = json!(n);
+        let message = format!(
+            "{} in the default partition {} lie outside [start, now + premake] ({} from {}): maintain makes no partition for them",
+            plural(n as usize, "row", "rows"),
+            default.display_unquoted(),
+            plural(outside.len(), "period", "periods"),
+            day(outside[0].0)
+        );
+        let fix = format!(
+            "look at them: SELECT * FROM {d} WHERE {c} < '{first}' OR {c} >= '{end}'; then correct or delete them, or set an earlier start",
+            d = default,
+            c = spec.time_column,
+            first = day(period::floor(spec.interval, period::midnight(spec.start))),
+            end = day(period::advance(spec.interval, period::floor(spec.interval, now), spec.premake + 1)),
+        );
+        return CheckResult::new(DEFAULT_ROWS, Status::Warning, message, evidence)
+            .table(spec)
+            .fix(fix);
     }
     // Rows there are scanned by every query and block creating the partition
     // their range belongs to.

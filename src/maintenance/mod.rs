@@ -140,29 +140,45 @@ async fn table_stats(
     Ok(row.get::<_, bool>(0).then(|| (row.get(1), row.get(2))))
 }
 
-/// What a job's session must not inherit from the role or database: a
-/// `statement_timeout` would cancel a long VACUUM or leave a REINDEX
-/// CONCURRENTLY half done, and `lock_timeout` is the subject of `run_one`.
+/// How long one maintenance statement waits for its lock. VACUUM, ANALYZE
+/// and the CONCURRENTLY forms take SHARE UPDATE EXCLUSIVE, which no INSERT,
+/// UPDATE or DELETE conflicts with, so waiting stalls no writer; but behind
+/// an ACCESS EXCLUSIVE holder (an ALTER TABLE, a LOCK TABLE left open) it
+/// would wait forever. So it waits this long, then the run stops and names
+/// the holder. (A REINDEX CONCURRENTLY stopped this way leaves an INVALID
+/// `_ccnew` index, which the next run drops.)
+pub const MAINTENANCE_LOCK_WAIT_MS: u64 = 10_000;
+
+/// A job's session: no `statement_timeout` (it would cancel a long VACUUM
+/// or leave a REINDEX CONCURRENTLY half done) and a bounded lock wait.
 pub async fn prepare_session(client: &Client) -> Result<(), DbError> {
     client
-        .batch_execute(
-            "SELECT set_config('statement_timeout', '0', false), set_config('lock_timeout', '0', false)",
-        )
+        .batch_execute(&format!(
+            "SELECT set_config('statement_timeout', '0', false), set_config('lock_timeout', '{MAINTENANCE_LOCK_WAIT_MS}', false)"
+        ))
         .await
         .map_err(DbError::query("preparing the session"))
 }
 
-/// Runs one maintenance statement. No `lock_timeout` here, on purpose:
-/// VACUUM, ANALYZE and the CONCURRENTLY forms take SHARE UPDATE EXCLUSIVE,
-/// which no INSERT, UPDATE or DELETE conflicts with, so waiting in the lock
-/// queue stalls no writer; and a lock timeout inside `REINDEX CONCURRENTLY`
-/// (its waits for older transactions are lock waits) would leave an INVALID
-/// `_ccnew` index behind.
-async fn run_one(client: &Client, sql: &str) -> Result<(), DbError> {
-    client
-        .batch_execute(sql)
-        .await
-        .map_err(DbError::query(format!("running `{sql}`")))
+/// Runs one maintenance statement on `rel` (a relation of `table`). A lock
+/// wait that runs out becomes [`DbError::Blocked`], naming the sessions in
+/// the way; callers stop there rather than wait again on the next relation.
+async fn run_one(client: &Client, sql: &str, table: &QualifiedName) -> Result<(), DbError> {
+    match client.batch_execute(sql).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(DbError::Blocked {
+                what: format!("`{sql}`"),
+                waited_ms: MAINTENANCE_LOCK_WAIT_MS,
+                holders: crate::db::blockers(client, table).await,
+            })
+        }
+        Err(e) => Err(DbError::query(format!("running `{sql}`"))(e)),
+    }
+}
+
+fn blocked(e: &DbError) -> bool {
+    matches!(e, DbError::Blocked { .. })
 }
 
 /// VACUUM each partition (with ANALYZE when asked), one at a time.
@@ -195,13 +211,18 @@ pub async fn vacuum(
             "(TRUNCATE false) "
         };
         let sql = format!("VACUUM {options}{part}");
-        if let Err(e) = run_one(client, &sql).await {
+        let mut stop = false;
+        if let Err(e) = run_one(client, &sql, &target.spec.name).await {
+            stop = blocked(&e);
             r.ok = false;
             r.error = Some(e.to_string());
         }
         r.millis = t.elapsed().as_millis() as u64;
         r.dead_tuples_after = table_stats(client, part).await?.and_then(|s| s.0);
         out.push(r, progress);
+        if stop {
+            return Ok(out.done(started));
+        }
     }
     if analyze && target.is_parent {
         analyze_parent(client, target, &mut out, progress).await?;
@@ -235,7 +256,14 @@ pub async fn analyze(
     let mut out = Outcome::new("analyze", target);
     prepare_session(client).await?;
     if !target.is_parent {
-        analyze_each(client, &target.leaves, &mut out, progress).await?;
+        analyze_each(
+            client,
+            &target.spec.name,
+            &target.leaves,
+            &mut out,
+            progress,
+        )
+        .await?;
         return Ok(out.done(started));
     }
     let only = server_version(client).await? >= 180_000;
@@ -246,7 +274,14 @@ pub async fn analyze(
         .is_none_or(|t| Utc::now() - t > chrono::Duration::days(PARENT_STATS_MAX_AGE_DAYS));
     if scope == AnalyzeScope::All || (!only && parent_stale) {
         if only {
-            analyze_each(client, &target.leaves, &mut out, progress).await?;
+            analyze_each(
+                client,
+                &target.spec.name,
+                &target.leaves,
+                &mut out,
+                progress,
+            )
+            .await?;
         }
         analyze_parent(client, target, &mut out, progress).await?;
         return Ok(out.done(started));
@@ -258,7 +293,7 @@ pub async fn analyze(
         .filter(|p| !changed.contains(p))
         .map(|p| p.display_unquoted())
         .collect();
-    analyze_each(client, &changed, &mut out, progress).await?;
+    analyze_each(client, &target.spec.name, &changed, &mut out, progress).await?;
     if only {
         analyze_parent(client, target, &mut out, progress).await?;
     }
@@ -267,6 +302,7 @@ pub async fn analyze(
 
 async fn analyze_each(
     client: &Client,
+    table: &QualifiedName,
     parts: &[QualifiedName],
     out: &mut Outcome,
     progress: &mut (dyn FnMut(&RelationResult) + Send),
@@ -275,12 +311,17 @@ async fn analyze_each(
         let mut r = RelationResult::new(part, "partition");
         let t = Instant::now();
         let sql = format!("ANALYZE {part}");
-        if let Err(e) = run_one(client, &sql).await {
+        let mut stop = false;
+        if let Err(e) = run_one(client, &sql, table).await {
+            stop = blocked(&e);
             r.ok = false;
             r.error = Some(e.to_string());
         }
         r.millis = t.elapsed().as_millis() as u64;
         out.push(r, progress);
+        if stop {
+            break;
+        }
     }
     Ok(())
 }
@@ -336,7 +377,7 @@ async fn analyze_parent(
     } else {
         format!("ANALYZE {parent}")
     };
-    let result = run_one(client, &sql).await;
+    let result = run_one(client, &sql, parent).await;
     let mut r = RelationResult::new(parent, "parent");
     r.millis = t.elapsed().as_millis() as u64;
     if let Err(e) = result {
@@ -456,7 +497,13 @@ pub async fn reindex(
             } else {
                 format!("REINDEX INDEX CONCURRENTLY {index}")
             };
-            if let Err(e) = run_one(client, &sql).await {
+            if let Err(e) = run_one(client, &sql, &target.spec.name).await {
+                if blocked(&e) {
+                    r.ok = false;
+                    r.error = Some(e.to_string());
+                    out.push(r, progress);
+                    return Ok(out.done(started));
+                }
                 r.ok = false;
                 r.error = Some(e.to_string());
             }

@@ -112,7 +112,9 @@ pub async fn run(
     } else {
         apply_native(client, config, spec, o, real, &mut out, progress).await?;
     }
-    if !o.create_only {
+    // After failed steps the table is contended: an ANALYZE would only wait
+    // for the same locks. The next run does it.
+    if !o.create_only && out.failed == 0 {
         after(client, config, spec, &mut out).await?;
     }
     Ok(out)
@@ -131,6 +133,18 @@ async fn apply_native(
         plan: o.now.unwrap_or(real),
         real,
     };
+    if !o.create_only {
+        let adopted =
+            partition::detached::adopt_leftovers(client, spec, real, &config.maintenance.lock)
+                .await?;
+        for name in adopted {
+            progress(&Progress::Line {
+                message: format!(
+                    "adopted {name}: a detached table under a live name, now {name}_detached and recorded"
+                ),
+            });
+        }
+    }
     let snap = partition::snapshot(client, spec).await?;
     let mut plan = partition::plan_with(spec, clock, &snap);
     if o.create_only {

@@ -134,7 +134,7 @@ pub struct Running {
 #[derive(Clone, Debug)]
 enum Target {
     Table,
-    Relation(crate::maintenance::MaintenanceTarget),
+    Relation(Box<crate::maintenance::MaintenanceTarget>),
 }
 
 impl Running {
@@ -230,12 +230,21 @@ pub async fn begin(
         Op::Vacuum { target, .. } | Op::Analyze { target, .. } | Op::Reindex { target } => {
             let t = crate::maintenance::resolve(client, &config.tables, target).await?;
             let shown = t.relation.display_unquoted();
-            (t.spec.clone(), Target::Relation(t), shown)
+            (t.spec.clone(), Target::Relation(Box::new(t)), shown)
         }
         Op::Maintain(MaintainOptions { table, .. })
         | Op::IndexesApply { table }
         | Op::ConfigApply { table } => {
-            let spec = config.table(table.as_deref())?.clone();
+            // The quoted form (what adapters pass after resolving a name)
+            // matches exactly; anything else is read as the user typed it.
+            let spec = match config
+                .tables
+                .iter()
+                .find(|t| Some(t.name.to_string()) == *table)
+            {
+                Some(t) => t.clone(),
+                None => config.table(table.as_deref())?.clone(),
+            };
             let shown = spec.name.display_unquoted();
             (spec, Target::Table, shown)
         }

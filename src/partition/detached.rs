@@ -25,7 +25,27 @@ pub async fn record(
 ) -> Result<(), PartitionError> {
     policy
         .run("renaming a detached partition", || async {
-            rename_and_record(client, spec, name, from, to, policy).await
+            rename_and_record(client, spec, name, from, to, policy, None).await
+        })
+        .await?;
+    Ok(())
+}
+
+/// Detaches `name` (with a short ACCESS EXCLUSIVE lock: a default partition
+/// exists, so not CONCURRENTLY), renames it and records it, all in one
+/// transaction: no moment exists where it is detached but still under its
+/// live name, or renamed but unrecorded.
+pub async fn detach(
+    client: &Client,
+    spec: &TableSpec,
+    name: &QualifiedName,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    policy: &LockPolicy,
+) -> Result<(), PartitionError> {
+    let detach = format!("ALTER TABLE {} DETACH PARTITION {name}", spec.name);
+    policy
+        .run(&format!("detach {}", name.display_unquoted()), || async {
+            rename_and_record(client, spec, name, from, to, policy, Some(&detach)).await
         })
         .await?;
     Ok(())
@@ -38,6 +58,7 @@ async fn rename_and_record(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     policy: &LockPolicy,
+    detach: Option<&str>,
 ) -> Result<(), DbError> {
     let q = |what: &'static str| DbError::query(what);
     client
@@ -45,6 +66,9 @@ async fn rename_and_record(
         .await
         .map_err(q("starting the rename"))?;
     let result = async {
+        if let Some(sql) = detach {
+            client.batch_execute(sql).await.map_err(q("detaching the partition"))?;
+        }
         let new = free_name(client, name).await?;
         client
             .batch_execute(&format!(
@@ -57,7 +81,8 @@ async fn rename_and_record(
             .execute(
                 "INSERT INTO strata.detached_partitions
                    (parent_schema, parent_table, schema_name, table_name, original_name, range_from, range_to)
-                 VALUES ($1, $2, $3, $4, $5, coalesce($6, '-infinity'), coalesce($7, 'infinity'))",
+                 VALUES ($1, $2, $3, $4, $5, coalesce($6::timestamptz, '-infinity'::timestamptz),
+                         coalesce($7::timestamptz, 'infinity'::timestamptz))",
                 &[
                     &spec.name.schema.as_str(),
                     &spec.name.name.as_str(),
@@ -198,4 +223,55 @@ pub async fn for_planner(
         });
     }
     Ok(out)
+}
+
+/// Plain tables under the live name of a period past retention, with the
+/// parent's columns, that are no partition and not recorded: what an
+/// interrupted `DETACH ... CONCURRENTLY` (or a strata before detached
+/// partitions were renamed) left. They are renamed and recorded like any
+/// detached partition. Periods retention keeps are left alone: a table of
+/// such a name is someone's, and the create step reports it as a conflict.
+pub async fn adopt_leftovers(
+    client: &Client,
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+    policy: &LockPolicy,
+) -> Result<Vec<String>, PartitionError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT c.relispartition
+                -- a staging table of a move out of the default partition is not a leftover
+                AND coalesce(pg_catalog.obj_description(c.oid, 'pg_class'), '') NOT LIKE 'strata staging%'
+                AND NOT EXISTS (SELECT 1 FROM strata.detached_partitions d
+                                 WHERE d.schema_name = n.nspname AND d.table_name = c.relname AND d.dropped_at IS NULL)
+                AND ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+                  = ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = to_regclass($2) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)",
+            &[&spec.name.schema.as_str(), &spec.name.to_string()],
+        )
+        .await
+        .map_err(DbError::query("looking for detached leftovers"))?;
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let mut adopted = Vec::new();
+    let Some(retention) = spec.retention else {
+        return Ok(adopted);
+    };
+    let cutoff = super::period::retention_cutoff(retention, now)
+        .min(super::period::floor(spec.interval, now));
+    let mut p = super::period::floor(spec.interval, super::period::midnight(spec.start));
+    while p < cutoff {
+        let next = super::period::next(spec.interval, p);
+        let live = super::period::render_name(&spec.name_template, spec.name.name.as_str(), p);
+        if next <= cutoff && names.contains(&live) {
+            let name = spec.name.sibling(&live)?;
+            record(client, spec, &name, (Some(p), Some(next)), policy).await?;
+            adopted.push(name.display_unquoted());
+        }
+        p = next;
+    }
+    Ok(adopted)
 }

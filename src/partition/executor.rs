@@ -230,7 +230,17 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
             to,
             default_rows,
         } => (name, from, to, default_rows),
+        Step::Detach {
+            name,
+            concurrently: false,
+        } => {
+            let bounds = ctx.bounds_of(name);
+            return super::detached::detach(client, ctx.spec, name, bounds, policy).await;
+        }
         Step::Detach { name, .. } => {
+            // DETACH CONCURRENTLY cannot run in a transaction: the rename
+            // follows it, and a run killed in between leaves a plain table
+            // under the live name, which the next maintain adopts.
             let sql = step_sql(ctx.spec, step, ctx.default.as_ref(), &ctx.columns, policy);
             retried(client, policy, &what, &sql).await?;
             let bounds = ctx.bounds_of(name);

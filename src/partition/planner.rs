@@ -146,9 +146,10 @@ pub struct Plan {
     /// Rows in the default partition outside `[start, now + premake]`, by
     /// the start of their period: reported, never turned into partitions (a
     /// row stamped in the year 9999 must not create thousands of them).
+    #[serde(default)]
     pub out_of_window: Vec<(DateTime<Utc>, i64)>,
     /// Destructive steps the pretended time would take, shown and not run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previewed: Vec<Step>,
 }
 

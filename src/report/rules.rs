@@ -13,14 +13,18 @@ use crate::stats::QueryReport;
 pub const DEAD_RATIO: f64 = 0.2;
 pub const DEAD_MIN: i64 = 1000;
 
-/// `schema.name` as shown in stats, quoted for SQL.
-fn sql_name(shown: &str) -> String {
-    match shown.split_once('.') {
-        Some((schema, name)) => QualifiedName::new(schema, name)
-            .map(|q| q.to_string())
-            .unwrap_or_else(|_| shown.to_string()),
-        None => shown.to_string(),
+/// A name as one shell word: strata's commands in a fix must run as printed
+/// whatever the name holds (quotes, spaces, `;`).
+fn shell_word(name: &QualifiedName) -> String {
+    let plain = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if plain(name.schema.as_str()) && plain(name.name.as_str()) {
+        return name.display_unquoted();
     }
+    format!("'{}'", name.to_string().replace('\'', "'\\''"))
 }
 
 /// How to drop an index without stalling writers: CONCURRENTLY where the
@@ -193,6 +197,28 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             );
         }
     }
+    if s.outside_window_rows > 0 {
+        push(
+            "default_rows_outside_window",
+            Severity::Warning,
+            format!(
+                "{} rows in the default partition are stamped outside [{}, {}) (start to now + premake): \
+                 maintain makes no partitions for them, so a stray far-future or far-past time cannot create \
+                 hundreds of partitions; they stay in the default partition until corrected",
+                format::count(s.outside_window_rows as u64),
+                s.window.0.format("%Y-%m-%d"),
+                s.window.1.format("%Y-%m-%d")
+            ),
+            json!({ "rows": s.outside_window_rows, "from": s.window.0, "to": s.window.1 }),
+            format!(
+                "SELECT * FROM {parent} WHERE {col} < '{from}' OR {col} >= '{to}'; -- then correct their {col}, delete them, or set an earlier start",
+                parent = spec.name,
+                col = spec.time_column,
+                from = s.window.0.format("%Y-%m-%d"),
+                to = s.window.1.format("%Y-%m-%d"),
+            ),
+        );
+    }
     if s.default_rows > 0 {
         push(
             "default_partition_rows",
@@ -240,9 +266,9 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                 s.low_fillfactor.len()
             ),
             json!({ "partitions": s.low_fillfactor }),
-            s.low_fillfactor
+            s.low_fillfactor_relations
                 .iter()
-                .map(|p| format!("ALTER TABLE {} RESET (fillfactor);", sql_name(p)))
+                .map(|p| format!("ALTER TABLE {p} RESET (fillfactor);"))
                 .collect::<Vec<_>>()
                 .join("\n"),
         );
@@ -287,7 +313,7 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             format!("strata analyze {}", spec.name.display_unquoted()),
         );
     }
-    let dead: Vec<(&str, i64)> = t
+    let dead: Vec<(&str, i64, &QualifiedName)> = t
         .partitions
         .partitions
         .iter()
@@ -295,7 +321,7 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             p.dead_tuples >= DEAD_MIN
                 && p.dead_tuples as f64 > DEAD_RATIO * (p.estimated_rows + p.dead_tuples) as f64
         })
-        .map(|p| (p.name.as_str(), p.dead_tuples))
+        .map(|p| (p.name.as_str(), p.dead_tuples, &p.relation))
         .collect();
     if !dead.is_empty() {
         push(
@@ -306,9 +332,9 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
                 dead.len(),
                 DEAD_RATIO * 100.0
             ),
-            json!({ "partitions": dead.iter().map(|(n, d)| json!({"partition": n, "dead_tuples": d})).collect::<Vec<_>>() }),
+            json!({ "partitions": dead.iter().map(|(n, d, _)| json!({"partition": n, "dead_tuples": d})).collect::<Vec<_>>() }),
             dead.iter()
-                .map(|(n, _)| format!("strata vacuum {n}"))
+                .map(|(_, _, q)| format!("strata vacuum {}", shell_word(q)))
                 .collect::<Vec<_>>()
                 .join("\n"),
         );

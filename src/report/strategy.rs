@@ -32,8 +32,16 @@ pub struct StrategyCheck {
     pub premake: u32,
     pub current_period_exists: bool,
     pub default_rows: i64,
+    /// Of those, rows outside `[start, now + premake]`: `maintain` makes no
+    /// partition for them, so they need a person.
+    pub outside_window_rows: i64,
+    /// The window, for the fix.
+    pub window: (DateTime<Utc>, DateTime<Utc>),
     /// Partitions with a fillfactor below 100 (wasted space on append-only data).
     pub low_fillfactor: Vec<String>,
+    /// The same partitions as identifiers, for the fix.
+    #[serde(skip)]
+    pub low_fillfactor_relations: Vec<crate::db::QualifiedName>,
     /// When the parent's own statistics were last gathered (autovacuum never does).
     pub parent_analyzed_at: Option<DateTime<Utc>>,
 }
@@ -122,7 +130,32 @@ pub async fn check_partition_strategy(
         .await
         .map_err(DbError::query("reading the parent's statistics"))?
         .and_then(|r| r.get(0));
+    let window = (
+        period::floor(spec.interval, period::midnight(spec.start)),
+        period::advance(spec.interval, current, spec.premake + 1),
+    );
+    let outside_window_rows = match parts.partitions.iter().find(|p| p.is_default) {
+        Some(d) if parts.default_partition_rows.unwrap_or(0) > 0 => {
+            let default = &d.relation;
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {default} WHERE {col} < $1 OR {col} >= $2",
+                        col = spec.time_column
+                    ),
+                    &[&window.0, &window.1],
+                )
+                .await
+                .map_err(DbError::query(
+                    "counting default-partition rows outside the window",
+                ))?
+                .get(0)
+        }
+        _ => 0,
+    };
     Ok(StrategyCheck {
+        outside_window_rows,
+        window,
         parent_analyzed_at,
         pruning_query: query,
         pruning_ok: scanned <= expected.max(1),
@@ -146,6 +179,12 @@ pub async fn check_partition_strategy(
             .iter()
             .filter(|p| p.fillfactor < 100)
             .map(|p| p.name.clone())
+            .collect(),
+        low_fillfactor_relations: parts
+            .partitions
+            .iter()
+            .filter(|p| p.fillfactor < 100)
+            .map(|p| p.relation.clone())
             .collect(),
     })
 }

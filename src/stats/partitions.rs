@@ -14,6 +14,9 @@ use crate::partition::{parse_bound, Bound};
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionStat {
     pub name: String,
+    /// The same name as an identifier, for SQL and commands built from it.
+    #[serde(skip)]
+    pub relation: QualifiedName,
     /// Inclusive lower bound (RFC 3339 UTC); `null` for the default partition or MINVALUE.
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound; `null` for the default partition or MAXVALUE.
@@ -79,6 +82,7 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
         let total: i64 = r.get(7);
         parts.push(PartitionStat {
             name: name.display_unquoted(),
+            relation: name.clone(),
             from,
             to,
             is_default,
