@@ -207,8 +207,8 @@ async fn missing_future_partitions_are_critical_until_maintained() {
     let v = report(&db);
     assert!(recs(&v, "missing_future_partitions").is_empty());
     assert_eq!(
-        v["tables"][0]["strategy"]["partitions_ahead"], 7,
-        "current month + premake 6"
+        v["tables"][0]["strategy"]["partitions_ahead"], 6,
+        "the premake 6 periods after the current month"
     );
 }
 

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{print_json, Target};
 use crate::config::Config;
-use crate::index::{self, IndexStep};
+use crate::index;
 use crate::{format, stats, Error, Result};
 
 pub async fn plan(target: &Target, config: &Config, table: Option<&str>, json: bool) -> Result<()> {
@@ -36,6 +36,8 @@ fn report_conflicts(plan: &index::IndexPlan) {
     }
 }
 
+/// `strata indexes apply`: the online index build, as a job of the
+/// operations runtime (under the table's maintenance lock).
 pub async fn apply(
     target: &Target,
     config: &Config,
@@ -43,75 +45,38 @@ pub async fn apply(
     json: bool,
 ) -> Result<()> {
     let spec = config.table(table)?;
-    let mut client = target.connect().await?;
-    let plan = index::plan_now(&mut client, spec).await?;
-    let builds = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s, IndexStep::Build { .. }))
-        .count();
-    let mut built = 0;
-    let results = index::apply(
-        &mut client,
-        spec,
-        &plan.steps,
-        &config.maintenance.lock,
-        |_, r| {
-            if matches!(r.step, IndexStep::Build { .. }) {
-                built += 1;
-            }
-            if json {
-                return;
-            }
-            let status = if r.ok { "ok" } else { "FAILED" };
-            let size = r
-                .bytes
-                .map(|b| format!(", {}", format::bytes(b as u64)))
-                .unwrap_or_default();
-            let count = if matches!(r.step, IndexStep::Build { .. }) {
-                format!(" [{built}/{builds}]")
-            } else {
-                String::new()
-            };
-            println!(
-                "{status:>6}  {}{count}  ({}{size})",
-                index::describe(&r.step),
-                format::duration(std::time::Duration::from_millis(r.millis as u64))
-            );
-            if let Some(e) = &r.error {
-                println!("        {e}");
-            }
-        },
-    )
-    .await?;
+    let op = crate::ops::Op::IndexesApply {
+        table: Some(spec.name.to_string()),
+    };
+    let (id, value) = super::ops::run(target, config, op, json).await.map_err(|e| match e {
+        Error::Op(crate::ops::OpError::Failed(m)) => Error::Failed(format!(
+            "{m}; run `strata indexes apply` again to continue"
+        )),
+        e => e,
+    })?;
+    let client = target.connect().await?;
     let sizes = stats::index_sizes(&client, &spec.name).await?;
-    let failed = results.iter().filter(|r| !r.ok).count();
     if json {
-        print_json(&json!({"plan": plan, "results": results, "indexes": sizes}))?;
-    } else {
-        if plan.steps.is_empty() {
-            println!(
-                "{}: the index set is complete",
-                spec.name.display_unquoted()
-            );
-        }
-        let rows: Vec<Vec<String>> = sizes
-            .iter()
-            .map(|i| {
-                vec![
-                    i.name.clone(),
-                    i.method.clone(),
-                    format::bytes(i.bytes as u64),
-                ]
-            })
-            .collect();
-        println!("\n{}", format::table(&["index", "type", ">size"], &rows));
-        report_conflicts(&plan);
+        let mut out = value.clone();
+        out["job_id"] = json!(id);
+        out["indexes"] = json!(sizes);
+        return print_json(&out);
     }
-    if failed > 0 {
-        return Err(Error::Failed(
-            "an index step failed; run `strata indexes apply` again to continue".into(),
-        ));
+    if value["steps"].as_u64() == Some(0) {
+        println!("{}: the index set is complete", spec.name.display_unquoted());
     }
+    let rows: Vec<Vec<String>> = sizes
+        .iter()
+        .map(|i| vec![i.name.clone(), i.method.clone(), format::bytes(i.bytes as u64)])
+        .collect();
+    println!("\n{}", format::table(&["index", "type", ">size"], &rows));
+    for c in value["conflicts"].as_array().into_iter().flatten() {
+        eprintln!(
+            "conflict: {} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["reason"].as_str().unwrap_or("")
+        );
+    }
+    println!("job {id}: indexes of {}", spec.name.display_unquoted());
     Ok(())
 }

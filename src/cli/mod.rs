@@ -288,6 +288,13 @@ pub enum ConvertAction {
     Run(ConvertArgs),
 }
 
+impl Command {
+    /// Commands on the local cluster itself, where no table lock applies.
+    fn is_local(&self) -> bool {
+        matches!(self, Command::Local { .. } | Command::Bench(_))
+    }
+}
+
 impl ConvertAction {
     pub fn args(&self) -> &ConvertArgs {
         match self {
@@ -451,8 +458,58 @@ pub fn parse_when(s: &str) -> std::result::Result<DateTime<Utc>, String> {
         })
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line. A statement that gave up waiting for a lock
+/// (the session's `lock_timeout`) is reported with the sessions in the way.
 pub async fn run(cli: Cli) -> Result<()> {
+    let result = dispatch(&cli).await;
+    match result {
+        Err(e) if lock_timed_out(&e) && !cli.command.is_local() => Err(name_blockers(&cli, e).await),
+        other => other,
+    }
+}
+
+/// Whether a server's "lock timeout" is somewhere in the error's causes.
+fn lock_timed_out(e: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(pg) = c.downcast_ref::<tokio_postgres::Error>() {
+            if pg.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                return true;
+            }
+        }
+        if let Some(crate::db::DbError::Blocked { .. }) = c.downcast_ref::<crate::db::DbError>() {
+            // Already names its blockers.
+            return false;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+async fn name_blockers(cli: &Cli, e: Error) -> Error {
+    let Ok(target) = Target::resolve(cli, false).await else {
+        return e;
+    };
+    let Ok(client) = target.connect().await else {
+        return e;
+    };
+    let specs = crate::ops::spec::stored_specs(&client)
+        .await
+        .unwrap_or_else(|_| vec![crate::config::TableSpec::seed_default()]);
+    let mut holders = Vec::new();
+    for spec in &specs {
+        holders.extend(crate::db::blockers(&client, &spec.name).await);
+    }
+    let code = e.exit_code();
+    let text = format!("{e}; {}", crate::db::describe_blockers(&holders));
+    match code {
+        3 => Error::Precondition(text),
+        2 => Error::Usage(text),
+        _ => Error::Failed(text),
+    }
+}
+
+async fn dispatch(cli: &Cli) -> Result<()> {
     // vars_os: a non-UTF-8 variable elsewhere in the environment must not
     // abort strata; a non-UTF-8 STRATA_* value is reported as such.
     let env = std::env::vars_os()

@@ -35,7 +35,7 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
             s.partitions_expected
         );
         println!(
-            "ahead       {} partition(s) from the current period on (premake {}){}",
+            "ahead       {} of the {} periods after the current one have a partition{}",
             s.partitions_ahead,
             s.premake,
             if s.current_period_exists {

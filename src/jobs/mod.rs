@@ -17,7 +17,8 @@ pub enum JobError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(
-        "{kind} of {target} is already running: another session holds the lock {lock} ({running})"
+        "cannot start {kind} of {target}: maintenance of this table is already running in another session \
+         (it holds the lock {lock}: {running}); try again when it is done"
     )]
     AlreadyRunning {
         kind: String,

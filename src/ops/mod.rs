@@ -77,7 +77,6 @@ impl Op {
         "maintain",
         "partitions_create",
         "vacuum",
-        "vacuum_analyze",
         "analyze",
         "reindex",
         "indexes_apply",
@@ -249,10 +248,7 @@ pub async fn begin(
             (spec, Target::Table, shown)
         }
     };
-    let kind = match &op {
-        Op::Vacuum { analyze: true, .. } => "vacuum_analyze",
-        other => other.kind(),
-    };
+    let kind = op.kind();
     let lock = crate::partition::table_lock(&spec.name);
     let job = jobs::start_locked(client, kind, &shown, &lock).await?;
     let (origin_kind, actor) = origin.parts();

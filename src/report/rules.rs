@@ -244,7 +244,7 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             },
             if s.current_period_exists {
                 format!(
-                    "only {} partition(s) exist from the current period on; premake is {}",
+                    "only {} of the {} periods after the current one have a partition (premake)",
                     s.partitions_ahead, s.premake
                 )
             } else {

@@ -113,10 +113,16 @@ pub async fn check_partition_strategy(
         [] => (0, 0, 0),
         s => (s[0], s[s.len() / 2], s[s.len() - 1]),
     };
-    let ahead = parts
-        .partitions
-        .iter()
-        .filter(|p| !p.is_default && p.from.is_some_and(|f| f >= current))
+    // Periods after the current one that should exist and do: the same
+    // definition the planner creates from and health judges with.
+    let covers = |t: DateTime<Utc>| {
+        parts.partitions.iter().any(|p| {
+            !p.is_default && p.from.is_none_or(|f| f <= t) && p.to.is_none_or(|e| e > t)
+        })
+    };
+    let ahead = crate::partition::wanted_periods(spec, now, None)
+        .into_iter()
+        .filter(|p| *p > current && covers(*p))
         .count();
     let current_exists = parts.partitions.iter().any(|p| {
         !p.is_default && p.from.is_some_and(|f| f <= now) && p.to.is_some_and(|t| t > now)
