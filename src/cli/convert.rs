@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{print_json, ConvertAction, ConvertArgs, Target};
 use crate::config::Config;
-use crate::convert::{self, BackfillOptions, BatchReport, Conversion};
+use crate::convert::{self, BackfillOptions, BatchReport, Conversion, ConvertError, Phase};
 use crate::progress::Progress;
 use crate::{format, Result};
 
@@ -44,15 +44,16 @@ pub async fn run(
     let spec = config.table(args.table.as_deref())?;
     let mut client = target.connect().await?;
     let opts = options(args);
-    if matches!(action, ConvertAction::Run(_))
-        && convert::active(&client, &spec.name).await?.is_none()
-    {
-        convert::start(&mut client, config, spec, &opts).await?;
+    if matches!(action, ConvertAction::Run(_)) {
+        let phase = convert::active(&client, &spec.name).await?.map(|c| c.phase);
+        if matches!(phase, None | Some(Phase::Starting)) {
+            convert::start(&mut client, config, spec, &opts).await?;
+        }
     }
     let estimate = convert::active(&client, &spec.name)
         .await?
-        .and_then(|c| c.rows_total_estimate.map(|t| (t - c.rows_copied).max(0)))
-        .unwrap_or(0) as u64;
+        .map(|c| convert::rows_left(&c))
+        .unwrap_or(0);
     let mut bar = Progress::new("backfill", estimate.max(1), !json);
     let mut on_batch = |b: &BatchReport| {
         bar.add(b.rows);
@@ -115,11 +116,22 @@ pub async fn run(
         }
         ConvertAction::Run(_) => {
             let c = convert::resume(&mut client, config, spec, &opts, &mut on_batch).await?;
-            if c.phase == "verified" || c.phase == "rolled_back" {
+            let c = if matches!(c.phase, Phase::Verified | Phase::RolledBack) {
                 convert::cutover(&mut client, config, spec).await?
             } else {
                 c
+            };
+            // `run` promises a cut-over table; anything else is a failure.
+            if c.phase != Phase::CutOver {
+                bar.finish();
+                return Err(ConvertError::Stopped {
+                    table: c.table,
+                    phase: c.phase,
+                    hint: "run `strata convert status` to see why, then `strata convert run` again",
+                }
+                .into());
             }
+            c
         }
     };
     bar.finish();
@@ -127,7 +139,7 @@ pub async fn run(
         return print_json(&result);
     }
     println!("{}", describe(&result));
-    if result.phase == "cut_over" {
+    if result.phase == Phase::CutOver {
         println!(
             "cut over: {} is partitioned; `strata convert rollback` swaps back, `strata convert cleanup --yes` drops {}",
             result.table,

@@ -8,6 +8,9 @@ use super::ConvertError;
 use crate::config::TableSpec;
 use crate::db::{DbError, Ident, QualifiedName};
 
+/// Below this estimate the rows are counted exactly.
+const EXACT_COUNT_BELOW: i64 = 1_000_000;
+
 /// A refusal, for the error message.
 pub type Problems = Vec<String>;
 
@@ -233,7 +236,18 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
         )
         .await
         .map_err(DbError::query("sizing the table"))?;
-    f.estimated_rows = Some(row.get(0));
+    let estimate: i64 = row.get(0);
+    // An unanalyzed table's reltuples says nothing (-1, shown as 0); a small
+    // table is counted, so progress has a true total.
+    f.estimated_rows = Some(if estimate < EXACT_COUNT_BELOW {
+        client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(DbError::query("counting the rows"))?
+            .get(0)
+    } else {
+        estimate
+    });
     let bytes: i64 = row.get(1);
     f.min_time = row.get(2);
     f.min_id = row.get(3);
