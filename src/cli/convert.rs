@@ -34,6 +34,40 @@ fn describe(c: &Conversion) -> String {
     )
 }
 
+fn print_verified(ranges: &[convert::RangeCheck], json: bool) -> Result<()> {
+    if json {
+        return print_json(&ranges);
+    }
+    let rows: i64 = ranges.iter().map(|r| r.new_rows).sum();
+    println!(
+        "verified: {} id range(s), {} rows, counts and content hashes equal",
+        ranges.len(),
+        format::count(rows.max(0) as u64)
+    );
+    Ok(())
+}
+
+fn print_status(s: &convert::Status, json: bool) -> Result<()> {
+    if json {
+        return print_json(s);
+    }
+    println!("{}", describe(&s.conversion));
+    println!(
+        "progress {:.1}%{}{}",
+        s.percent,
+        s.rows_per_second
+            .map(|r| format!(", {} rows/s", format::count(r as u64)))
+            .unwrap_or_default(),
+        s.eta_seconds
+            .map(|e| format!(", ETA {}", format::duration(Duration::from_secs_f64(e))))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &s.conversion.last_error {
+        println!("last error: {e}");
+    }
+    Ok(())
+}
+
 pub async fn run(
     target: &Target,
     config: &Config,
@@ -43,6 +77,8 @@ pub async fn run(
     let args = action.args();
     let spec = config.table(args.table.as_deref())?;
     let mut client = target.connect().await?;
+    // Bounded lock and statement waits from the first query on.
+    convert::bound_session(&client).await?;
     let opts = options(args);
     if matches!(action, ConvertAction::Run(_)) {
         let phase = convert::active(&client, &spec.name).await?.map(|c| c.phase);
@@ -76,17 +112,7 @@ pub async fn run(
             convert::resume(&mut client, config, spec, &opts, &mut on_batch).await?
         }
         ConvertAction::Verify(_) => {
-            let ranges = convert::verify(&mut client, spec).await?;
-            if json {
-                return print_json(&ranges);
-            }
-            let rows: i64 = ranges.iter().map(|r| r.new_rows).sum();
-            println!(
-                "verified: {} id range(s), {} rows, counts and content hashes equal",
-                ranges.len(),
-                format::count(rows.max(0) as u64)
-            );
-            return Ok(());
+            return print_verified(&convert::verify(&mut client, spec).await?, json);
         }
         ConvertAction::Cutover(_) => convert::cutover(&mut client, config, spec).await?,
         ConvertAction::Rollback(_) => convert::rollback(&mut client, config, spec).await?,
@@ -94,25 +120,7 @@ pub async fn run(
             convert::cleanup(&mut client, config, spec, *yes).await?
         }
         ConvertAction::Status(_) => {
-            let s = convert::status(&client, spec).await?;
-            if json {
-                return print_json(&s);
-            }
-            println!("{}", describe(&s.conversion));
-            println!(
-                "progress {:.1}%{}{}",
-                s.percent,
-                s.rows_per_second
-                    .map(|r| format!(", {} rows/s", format::count(r as u64)))
-                    .unwrap_or_default(),
-                s.eta_seconds
-                    .map(|e| format!(", ETA {}", format::duration(Duration::from_secs_f64(e))))
-                    .unwrap_or_default()
-            );
-            if let Some(e) = &s.conversion.last_error {
-                println!("last error: {e}");
-            }
-            return Ok(());
+            return print_status(&convert::status(&client, spec).await?, json);
         }
         ConvertAction::Run(_) => {
             let c = convert::resume(&mut client, config, spec, &opts, &mut on_batch).await?;

@@ -28,6 +28,7 @@ pub use cutover::cutover;
 pub use indexes::build_indexes;
 pub use preconditions::{check, Problems};
 pub use rollback::rollback;
+pub use session::bound as bound_session;
 pub use start::start;
 pub use state::{active, latest, Conversion, Names, Phase, BUCKET_ROWS};
 pub use status::{resume, rows_left, status, Status};

@@ -100,6 +100,20 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             return Ok(f);
         }
     }
+    columns(client, spec, &mut f).await?;
+    if !f.problems.is_empty() {
+        return Ok(f);
+    }
+    dependencies(client, spec, &mut f).await?;
+    sizing(client, spec, &mut f).await?;
+    Ok(f)
+}
+
+/// The id and time columns: present, of the right types, no NULL times.
+async fn columns(client: &Client, spec: &TableSpec, f: &mut Facts) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
     let time = spec.time_column.as_str();
     let cols = client
         .query(
@@ -155,9 +169,19 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             }
         }
     }
-    if !f.problems.is_empty() {
-        return Ok(f);
-    }
+    Ok(())
+}
+
+/// A unique id, and nothing that would keep pointing at the old table.
+async fn dependencies(
+    client: &Client,
+    spec: &TableSpec,
+    f: &mut Facts,
+) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
+    let time = spec.time_column.as_str();
     let keys = unique_keys(client, table).await?;
     let id_unique = keys
         .iter()
@@ -224,6 +248,14 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             pubs.join(", ")
         ));
     }
+    Ok(())
+}
+
+/// Row estimate (exact when small), size, first time and id.
+async fn sizing(client: &Client, spec: &TableSpec, f: &mut Facts) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
     let row = client
         .query_one(
             &format!(
@@ -255,5 +287,5 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
         "the conversion writes a second copy of {shown}: about {} more disk until cleanup",
         crate::format::bytes(bytes.max(0) as u64)
     ));
-    Ok(f)
+    Ok(())
 }

@@ -9,7 +9,7 @@ use super::sql;
 use super::state::{require, wrong, Conversion, Names, Phase};
 use super::ConvertError;
 use crate::config::{Config, TableSpec};
-use crate::db::{DbError, Statement};
+use crate::db::{DbError, QualifiedName, Statement};
 
 /// The index renames recorded at cutover. Without them the indexes cannot be
 /// given back their names, so an unreadable record is a refusal, not a
@@ -27,6 +27,35 @@ fn recorded_renames(conv: &Conversion) -> Result<Renames, ConvertError> {
     serde_json::from_value(v.clone()).map_err(|e| unreadable(format!("timings->'renames': {e}")))
 }
 
+/// The swap back's DDL after the tables are locked.
+fn rollback_ddl(
+    names: &Names,
+    renames: &Renames,
+    seq: Option<&QualifiedName>,
+) -> Result<Vec<Statement>, ConvertError> {
+    let schema = &names.table.schema;
+    let mut ddl = vec![sql::drop_trigger(&names.table)];
+    ddl.extend(sql::renames(schema, &renames.new_indexes, true)?);
+    ddl.push(Statement::Sql(format!(
+        "ALTER TABLE {} RENAME TO {}",
+        names.table, names.new.name
+    )));
+    ddl.extend(sql::renames(schema, &renames.old_indexes, true)?);
+    ddl.push(Statement::Sql(format!(
+        "ALTER TABLE {} RENAME TO {}",
+        names.old, names.table.name
+    )));
+    if let Some(seq) = seq {
+        ddl.push(Statement::Sql(format!(
+            "ALTER SEQUENCE {seq} OWNED BY {}.{}",
+            names.table, names.id
+        )));
+    }
+    ddl.extend(sql::create_trigger(&names.table, &names.forward));
+    Ok(ddl)
+}
+
+/// Swaps back (until cleanup).
 pub async fn rollback(
     client: &mut Client,
     config: &Config,
@@ -39,26 +68,8 @@ pub async fn rollback(
         }
         let renames = recorded_renames(&conv)?;
         let names = Names::new(spec, conv.id)?;
-        let schema = &names.table.schema;
         let seq = id_sequence(client, &names).await?;
-        let mut ddl = vec![sql::drop_trigger(&names.table)];
-        ddl.extend(sql::renames(schema, &renames.new_indexes, true)?);
-        ddl.push(Statement::Sql(format!(
-            "ALTER TABLE {} RENAME TO {}",
-            names.table, names.new.name
-        )));
-        ddl.extend(sql::renames(schema, &renames.old_indexes, true)?);
-        ddl.push(Statement::Sql(format!(
-            "ALTER TABLE {} RENAME TO {}",
-            names.old, names.table.name
-        )));
-        if let Some(seq) = &seq {
-            ddl.push(Statement::Sql(format!(
-                "ALTER SEQUENCE {seq} OWNED BY {}.{}",
-                names.table, names.id
-            )));
-        }
-        ddl.extend(sql::create_trigger(&names.table, &names.forward));
+        let ddl = rollback_ddl(&names, &renames, seq.as_ref())?;
         let pre = [sql::cancel_autovacuum(&[&names.table, &names.old])];
         let lock = [Statement::Sql(format!(
             "LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE",

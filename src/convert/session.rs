@@ -31,7 +31,7 @@ const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// Puts the session's bounds in place. Called at the start of each phase and
 /// after helpers that `RESET lock_timeout`.
-pub(super) async fn bound(client: &Client) -> Result<(), ConvertError> {
+pub async fn bound(client: &Client) -> Result<(), ConvertError> {
     client
         .batch_execute(&format!(
             "SET lock_timeout = '{READ_LOCK_TIMEOUT}'; SET statement_timeout = '{CATALOG_STATEMENT_TIMEOUT}';

@@ -47,16 +47,7 @@ async fn start_locked(
         if c.phase != Phase::Starting {
             return Err(ConvertError::AlreadyStarted(c.table, c.phase));
         }
-        // We hold the conversion lock, so the start that wrote this row is dead.
-        tracing::warn!("discarding the interrupted start of conversion {}", c.id);
-        let names = Names::new(spec, c.id)?;
-        let made = Made {
-            table: c.new_table.is_some(),
-            function: true,
-            trigger: our_trigger(client, &names).await?,
-        };
-        undo(client, &names, &made).await;
-        delete_row(client, c.id).await?;
+        discard_interrupted(client, spec, &c).await?;
     }
     let facts = preconditions::check(client, spec).await?;
     if !facts.problems.is_empty() {
@@ -100,6 +91,24 @@ async fn start_locked(
         return Err(e);
     }
     require(client, spec).await
+}
+
+/// Removes an interrupted start's objects and row. We hold the conversion
+/// lock, so the start that wrote the row is dead.
+async fn discard_interrupted(
+    client: &Client,
+    spec: &TableSpec,
+    c: &Conversion,
+) -> Result<(), ConvertError> {
+    tracing::warn!("discarding the interrupted start of conversion {}", c.id);
+    let names = Names::new(spec, c.id)?;
+    let made = Made {
+        table: c.new_table.is_some(),
+        function: true,
+        trigger: our_trigger(client, &names).await?,
+    };
+    undo(client, &names, &made).await;
+    delete_row(client, c.id).await
 }
 
 async fn exists(client: &Client, t: &crate::db::QualifiedName) -> Result<bool, ConvertError> {
