@@ -147,6 +147,9 @@ async fn an_access_exclusive_holder_makes_each_phase_fail_fast_naming_it() {
     fails_naming(&db, &["convert", "start"], pid);
     holder.batch_execute("COMMIT").await.unwrap();
     ok(strata(&db, &["convert", "start"]));
+    holder.batch_execute(&hold("audit_logs")).await.unwrap();
+    fails_naming(&db, &["convert", "resume"], pid);
+    holder.batch_execute("COMMIT").await.unwrap();
     ok(strata(&db, &["convert", "resume"]));
     for table in ["audit_logs", "audit_logs_2025_01"] {
         holder.batch_execute(&hold(table)).await.unwrap();
@@ -157,4 +160,10 @@ async fn an_access_exclusive_holder_makes_each_phase_fail_fast_naming_it() {
     assert_eq!(relkind(&c, "audit_logs").await, "r");
     ok(strata(&db, &["convert", "cutover"]));
     assert_eq!(differing(&c, "audit_logs", "audit_logs_old").await, 0);
+    holder.batch_execute(&hold("audit_logs")).await.unwrap();
+    fails_naming(&db, &["convert", "rollback"], pid);
+    fails_naming(&db, &["convert", "cleanup", "--yes"], pid);
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(relkind(&c, "audit_logs").await, "p");
+    ok(strata(&db, &["convert", "cleanup", "--yes"]));
 }
