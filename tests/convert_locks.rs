@@ -167,3 +167,48 @@ async fn an_access_exclusive_holder_makes_each_phase_fail_fast_naming_it() {
     assert_eq!(relkind(&c, "audit_logs").await, "p");
     ok(strata(&db, &["convert", "cleanup", "--yes"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_waits_for_a_held_conversion_lock_saying_for_whom() {
+    let db = plain(1_000, "", true).await;
+    let c = db.client().await;
+    ok(strata(&db, &["convert", "start"]));
+    ok(strata(&db, &["convert", "resume"]));
+    let other = db.client().await;
+    let pid: i32 = other
+        .query_one(
+            "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock(hashtextextended('strata:convert:public.audit_logs', 0))) l",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let child = strata_cmd(&db)
+        .args(["convert", "verify"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its session looks up who holds the lock between tries.
+    wait_until(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                          AND pid <> pg_backend_pid() AND query LIKE '%l.objsubid = 1%')",
+        "verify waits for the conversion lock",
+    )
+    .await;
+    other
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended('strata:convert:public.audit_logs', 0))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("waiting") && err.contains(&format!("pid {pid} ")),
+        "{err}"
+    );
+}
