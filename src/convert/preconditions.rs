@@ -8,6 +8,9 @@ use super::ConvertError;
 use crate::config::TableSpec;
 use crate::db::{DbError, Ident, QualifiedName};
 
+/// Below this estimate the rows are counted exactly.
+const EXACT_COUNT_BELOW: i64 = 1_000_000;
+
 /// A refusal, for the error message.
 pub type Problems = Vec<String>;
 
@@ -97,6 +100,20 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             return Ok(f);
         }
     }
+    columns(client, spec, &mut f).await?;
+    if !f.problems.is_empty() {
+        return Ok(f);
+    }
+    dependencies(client, spec, &mut f).await?;
+    sizing(client, spec, &mut f).await?;
+    Ok(f)
+}
+
+/// The id and time columns: present, of the right types, no NULL times.
+async fn columns(client: &Client, spec: &TableSpec, f: &mut Facts) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
     let time = spec.time_column.as_str();
     let cols = client
         .query(
@@ -152,9 +169,19 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             }
         }
     }
-    if !f.problems.is_empty() {
-        return Ok(f);
-    }
+    Ok(())
+}
+
+/// A unique id, and nothing that would keep pointing at the old table.
+async fn dependencies(
+    client: &Client,
+    spec: &TableSpec,
+    f: &mut Facts,
+) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
+    let time = spec.time_column.as_str();
     let keys = unique_keys(client, table).await?;
     let id_unique = keys
         .iter()
@@ -221,6 +248,14 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
             pubs.join(", ")
         ));
     }
+    Ok(())
+}
+
+/// Row estimate (exact when small), size, first time and id.
+async fn sizing(client: &Client, spec: &TableSpec, f: &mut Facts) -> Result<(), ConvertError> {
+    let table = &spec.name;
+    let shown = table.display_unquoted();
+    let quoted = table.to_string();
     let row = client
         .query_one(
             &format!(
@@ -233,7 +268,18 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
         )
         .await
         .map_err(DbError::query("sizing the table"))?;
-    f.estimated_rows = Some(row.get(0));
+    let estimate: i64 = row.get(0);
+    // An unanalyzed table's reltuples says nothing (-1, shown as 0); a small
+    // table is counted, so progress has a true total.
+    f.estimated_rows = Some(if estimate < EXACT_COUNT_BELOW {
+        client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(DbError::query("counting the rows"))?
+            .get(0)
+    } else {
+        estimate
+    });
     let bytes: i64 = row.get(1);
     f.min_time = row.get(2);
     f.min_id = row.get(3);
@@ -241,5 +287,5 @@ pub async fn check(client: &Client, spec: &TableSpec) -> Result<Facts, ConvertEr
         "the conversion writes a second copy of {shown}: about {} more disk until cleanup",
         crate::format::bytes(bytes.max(0) as u64)
     ));
-    Ok(f)
+    Ok(())
 }
