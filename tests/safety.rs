@@ -483,10 +483,16 @@ async fn every_command_is_bounded_behind_an_access_exclusive_holder() {
     for relation in ["public.audit_logs".to_string(), month] {
         let holder = db.client().await;
         holder
-            .batch_execute(&format!("BEGIN; LOCK TABLE {relation} IN ACCESS EXCLUSIVE MODE"))
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {relation} IN ACCESS EXCLUSIVE MODE"
+            ))
             .await
             .unwrap();
-        let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let pid: i32 = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
         for args in [
             &["vacuum", "audit_logs"][..],
             &["analyze", "audit_logs"],
@@ -500,14 +506,23 @@ async fn every_command_is_bounded_behind_an_access_exclusive_holder() {
             let out = strata(&db, args);
             let took = started.elapsed();
             let all = format!("{}{}", stdout(&out), stderr(&out));
-            assert!(!out.status.success(), "{args:?} with {relation} locked succeeded: {all}");
+            assert!(
+                !out.status.success(),
+                "{args:?} with {relation} locked succeeded: {all}"
+            );
             assert!(took < Duration::from_secs(30), "{args:?} took {took:?}");
-            assert!(all.contains(&format!("pid {pid}")), "{args:?}, {relation}: {all}");
+            assert!(
+                all.contains(&format!("pid {pid}")),
+                "{args:?}, {relation}: {all}"
+            );
         }
         let out = strata(&db, &["--json", "health"]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let text = report.to_string();
-        assert!(text.contains(&format!("pid {pid}")) || text.contains(&pid.to_string()), "{report:#}");
+        assert!(
+            text.contains(&format!("pid {pid}")) || text.contains(&pid.to_string()),
+            "{report:#}"
+        );
         holder.batch_execute("ROLLBACK").await.unwrap();
     }
 }
@@ -520,21 +535,38 @@ async fn messages_and_exit_codes() {
     let out = strata(&db, &["jobs", "list", "--kind", "bogus"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("kinds: "), "{}", stderr(&out));
-    assert!(strata(&db, &["jobs", "list", "--kind", "maintain"]).status.success());
+    assert!(strata(&db, &["jobs", "list", "--kind", "maintain"])
+        .status
+        .success());
     // A retention no date arithmetic can hold is refused, not a panic.
-    let cfg = config_file("strata.toml", "[[table]]\nretention = \"4000000000 days\"\n");
+    let cfg = config_file(
+        "strata.toml",
+        "[[table]]\nretention = \"4000000000 days\"\n",
+    );
     let out = strata(&db, &["--config", &cfg, "partitions", "plan"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("table[0].retention"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("table[0].retention"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("panicked"));
     // `--json schedule run` of a failing job exits non-zero.
     let holder = db.client().await;
-    assert!(strata::db::try_advisory_lock(&holder, "maintain:public.audit_logs").await.unwrap());
+    assert!(
+        strata::db::try_advisory_lock(&holder, "maintain:public.audit_logs")
+            .await
+            .unwrap()
+    );
     let out = strata(&db, &["--json", "schedule", "run", "vacuum"]);
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
     // A maintain blocked by another run says what holds it, not that
     // "partition maintenance" runs.
     let out = strata(&db, &["maintain"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("maintenance of this table is already running"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("maintenance of this table is already running"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -48,12 +48,14 @@ pub async fn apply(
     let op = crate::ops::Op::IndexesApply {
         table: Some(spec.name.to_string()),
     };
-    let (id, value) = super::ops::run(target, config, op, json).await.map_err(|e| match e {
-        Error::Op(crate::ops::OpError::Failed(m)) => Error::Failed(format!(
-            "{m}; run `strata indexes apply` again to continue"
-        )),
-        e => e,
-    })?;
+    let (id, value) = super::ops::run(target, config, op, json)
+        .await
+        .map_err(|e| match e {
+            Error::Op(crate::ops::OpError::Failed(m)) => {
+                Error::Failed(format!("{m}; run `strata indexes apply` again to continue"))
+            }
+            e => e,
+        })?;
     let client = target.connect().await?;
     let sizes = stats::index_sizes(&client, &spec.name).await?;
     if json {
@@ -63,11 +65,20 @@ pub async fn apply(
         return print_json(&out);
     }
     if value["steps"].as_u64() == Some(0) {
-        println!("{}: the index set is complete", spec.name.display_unquoted());
+        println!(
+            "{}: the index set is complete",
+            spec.name.display_unquoted()
+        );
     }
     let rows: Vec<Vec<String>> = sizes
         .iter()
-        .map(|i| vec![i.name.clone(), i.method.clone(), format::bytes(i.bytes as u64)])
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.method.clone(),
+                format::bytes(i.bytes as u64),
+            ]
+        })
         .collect();
     println!("\n{}", format::table(&["index", "type", ">size"], &rows));
     for c in value["conflicts"].as_array().into_iter().flatten() {

@@ -463,7 +463,9 @@ pub fn parse_when(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 pub async fn run(cli: Cli) -> Result<()> {
     let result = dispatch(&cli).await;
     match result {
-        Err(e) if lock_timed_out(&e) && !cli.command.is_local() => Err(name_blockers(&cli, e).await),
+        Err(e) if lock_timed_out(&e) && !cli.command.is_local() => {
+            Err(name_blockers(&cli, e).await)
+        }
         other => other,
     }
 }

@@ -116,9 +116,10 @@ pub async fn check_partition_strategy(
     // Periods after the current one that should exist and do: the same
     // definition the planner creates from and health judges with.
     let covers = |t: DateTime<Utc>| {
-        parts.partitions.iter().any(|p| {
-            !p.is_default && p.from.is_none_or(|f| f <= t) && p.to.is_none_or(|e| e > t)
-        })
+        parts
+            .partitions
+            .iter()
+            .any(|p| !p.is_default && p.from.is_none_or(|f| f <= t) && p.to.is_none_or(|e| e > t))
     };
     let ahead = crate::partition::wanted_periods(spec, now, None)
         .into_iter()
