@@ -2,6 +2,7 @@
 //! resolve the target, call a capability module and print its result.
 
 mod bench;
+mod completions;
 mod convert;
 mod health;
 mod indexes;
@@ -40,6 +41,9 @@ pub struct Cli {
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log lines on stderr as text or as JSON objects (one a line).
+    #[arg(long, env = "STRATA_LOG_FORMAT", global = true, value_enum, default_value = "text")]
+    pub log_format: crate::format::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,6 +147,10 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions { shell: completions::Shell },
+    /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -365,6 +373,9 @@ pub struct LoadArgs {
     /// Skip (and count) malformed lines instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Set bad lines aside in this file (JSON lines: line, field, reason, text) and go on.
+    #[arg(long, requires = "file", conflicts_with = "skip_bad")]
+    pub rejects: Option<PathBuf>,
     /// Rows per COPY batch (each batch is one transaction).
     #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_ROWS)]
     pub batch_rows: usize,
@@ -575,6 +586,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let target = Target::resolve(&cli, true).await?;
             partitions::apply(&target, &config, args, cli.json).await
         }
+        Command::Completions { shell } => completions::print(*shell),
+        Command::Man => completions::man(),
     }
 }
 

@@ -29,6 +29,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "conversions",
         sql: include_str!("migrations/0002_conversions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "search",
+        sql: include_str!("migrations/0004_search.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";
