@@ -1217,14 +1217,12 @@ fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
 /// `[api] accept_past` / `accept_future`: `"30d"`, `"5min"`, `"12h"`.
 fn api_window(key: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
     let Some(s) = value else { return Ok(None) };
-    parse_duration(s)
-        .map(Some)
-        .ok_or_else(|| {
-            invalid(
-                key,
-                format!("{s:?} is not a duration; expected e.g. \"30d\", \"12h\" or \"5min\""),
-            )
-        })
+    parse_duration(s).map(Some).ok_or_else(|| {
+        invalid(
+            key,
+            format!("{s:?} is not a duration; expected e.g. \"30d\", \"12h\" or \"5min\""),
+        )
+    })
 }
 
 /// `"100ms"`, `"2s"`, `"1min"`, or a bare number of milliseconds.

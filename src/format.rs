@@ -90,7 +90,10 @@ pub fn colour_on_stderr() -> bool {
 /// stdout is one; `None` (no limit) when piped, so scripts get every character.
 pub fn output_width() -> Option<usize> {
     use std::io::IsTerminal;
-    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+    {
         return Some(n).filter(|n| *n > 0);
     }
     if !std::io::stdout().is_terminal() {
@@ -127,7 +130,7 @@ fn fit(widths: &mut [usize], headers: &[&str], right: &[bool], limit: usize) {
             return;
         };
         let excess = total(widths) - limit;
-        widths[i] = (widths[i] - excess).max(floor(i));
+        widths[i] = widths[i].saturating_sub(excess).max(floor(i));
     }
 }
 
@@ -261,6 +264,9 @@ mod tests {
         assert!(narrow.contains("SELECT * FROM audit_lo…"), "{narrow}");
         // Too narrow to fit: text stops at its floor, numbers stay whole.
         let tiny = table_within(&headers, &rows, Some(5));
-        assert!(tiny.contains("1,234,567") && tiny.contains("SELECT * FR…"), "{tiny}");
+        assert!(
+            tiny.contains("1,234,567") && tiny.contains("SELECT * FR…"),
+            "{tiny}"
+        );
     }
 }

@@ -42,7 +42,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Log lines on stderr as text or as JSON objects (one a line).
-    #[arg(long, env = "STRATA_LOG_FORMAT", global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "STRATA_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: crate::format::LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -239,7 +245,7 @@ pub enum ScheduleAction {
         #[arg(long)]
         once: bool,
     },
-    /// Register the seed's jobs with pg_cron (idempotent), plus a pruner of its run history.
+    /// Register the original design's jobs with pg_cron (idempotent), plus a pruner of its run history.
     InstallPgCron {
         /// Remove strata's pg_cron jobs instead.
         #[arg(long)]

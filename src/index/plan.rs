@@ -327,12 +327,16 @@ mod tests {
         let mut snap = complete(&spec, &[]);
         snap.columns.retain(|c| c != "search_vector");
         snap.parent.retain(|p| {
-            p.name != "idx_audit_logs_search_vector_gin" && p.name != "idx_audit_logs_search_words_gin"
+            p.name != "idx_audit_logs_search_vector_gin"
+                && p.name != "idx_audit_logs_search_words_gin"
         });
         let p = plan(&spec.name, &wanted(&spec), &snap);
         assert_eq!(
             p.skipped,
-            vec!["idx_audit_logs_search_vector_gin", "idx_audit_logs_search_words_gin"]
+            vec![
+                "idx_audit_logs_search_vector_gin",
+                "idx_audit_logs_search_words_gin"
+            ]
         );
         assert!(p.steps.is_empty());
     }

@@ -181,7 +181,13 @@ impl Rejects {
         })
     }
 
-    fn write(&mut self, line: u64, field: Option<&str>, reason: &str, raw: &str) -> Result<(), LoadError> {
+    fn write(
+        &mut self,
+        line: u64,
+        field: Option<&str>,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), LoadError> {
         use std::io::Write;
         let record = serde_json::json!({
             "line": line,
@@ -261,7 +267,9 @@ pub async fn load_file(
                     r.write(line, field.as_deref(), &message, &raw)?;
                     skipped += 1;
                 }
-                Some(Err(e)) if matches!(bad, BadLines::Skip) && matches!(e, LoadError::BadLine { .. }) => {
+                Some(Err(e))
+                    if matches!(bad, BadLines::Skip) && matches!(e, LoadError::BadLine { .. }) =>
+                {
                     tracing::warn!("{e}; skipped");
                     skipped += 1;
                 }
@@ -303,7 +311,9 @@ pub async fn load_file(
     if let Some(r) = rejects {
         let path = r.finish()?;
         if show_progress && skipped > 0 {
-            eprintln!("{skipped} bad lines written to {path}, each with its line number and reason");
+            eprintln!(
+                "{skipped} bad lines written to {path}, each with its line number and reason"
+            );
         }
         report.rejects_file = Some(path);
     }

@@ -250,7 +250,10 @@ impl InputRow {
             Origin::File => None,
         };
         if writer.is_some() {
-            for (field, set) in [("id", self.id.is_some()), ("search_vector", self.search_vector.is_some())] {
+            for (field, set) in [
+                ("id", self.id.is_some()),
+                ("search_vector", self.search_vector.is_some()),
+            ] {
                 if set {
                     return Err(Invalid::of(
                         field,
@@ -269,7 +272,11 @@ impl InputRow {
             return Err(Invalid::of("action", "action is empty"));
         }
         len_ok("action", Some(&action), MAX_ACTION)?;
-        len_ok("resource_type", self.resource_type.as_deref(), MAX_RESOURCE_TYPE)?;
+        len_ok(
+            "resource_type",
+            self.resource_type.as_deref(),
+            MAX_RESOURCE_TYPE,
+        )?;
         len_ok("status", self.status.as_deref(), MAX_STATUS)?;
         len_ok("severity", self.severity.as_deref(), MAX_SEVERITY)?;
         len_ok("user_agent", self.user_agent.as_deref(), usize::MAX)?;
@@ -317,7 +324,10 @@ fn check_writer(
 ) -> Result<(), Invalid> {
     // Case and surrounding blanks must not get around the reservation.
     let folded = action.trim().to_lowercase();
-    if let Some(ns) = RESERVED_NAMESPACES.iter().find(|ns| folded.starts_with(**ns)) {
+    if let Some(ns) = RESERVED_NAMESPACES
+        .iter()
+        .find(|ns| folded.starts_with(**ns))
+    {
         return Err(Invalid::of(
             "action",
             format!(
@@ -330,7 +340,10 @@ fn check_writer(
         if d.len() > MAX_DETAILS_BYTES {
             return Err(Invalid::of(
                 "details",
-                format!("details is {} bytes; at most {MAX_DETAILS_BYTES} are allowed", d.len()),
+                format!(
+                    "details is {} bytes; at most {MAX_DETAILS_BYTES} are allowed",
+                    d.len()
+                ),
             ));
         }
         let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
@@ -343,8 +356,12 @@ fn check_writer(
         }
     }
     // Checked: a huge configured window means "no bound", not a panic.
-    let earliest = now.checked_sub_signed(window.past).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let latest = now.checked_add_signed(window.future).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let earliest = now
+        .checked_sub_signed(window.past)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest = now
+        .checked_add_signed(window.future)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if created_at < earliest || created_at > latest {
         return Err(Invalid::of(
             "created_at",
@@ -472,28 +489,44 @@ mod tests {
 
     #[test]
     fn writers_stay_inside_the_window_and_out_of_reserved_namespaces() {
-        assert!(as_writer(r#"{"user_id":1,"action":"x","created_at":"2024-12-03T12:00:00Z"}"#).is_ok());
+        assert!(
+            as_writer(r#"{"user_id":1,"action":"x","created_at":"2024-12-03T12:00:00Z"}"#).is_ok()
+        );
         let e = as_writer(r#"{"user_id":1,"action":"x","created_at":"2024-12-01T12:00:00Z"}"#)
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("created_at"));
-        assert!(e.reason.contains("2024-12-02T12:00:00Z .. 2025-01-01T12:05:00Z"), "{e}");
+        assert!(
+            e.reason
+                .contains("2024-12-02T12:00:00Z .. 2025-01-01T12:05:00Z"),
+            "{e}"
+        );
         assert!(e.reason.contains("now - 30 days, now + 5 minutes"), "{e}");
         let e = as_writer(r#"{"user_id":1,"action":"x","created_at":"2025-01-01T12:06:00Z"}"#)
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("created_at"));
-        for action in ["security.login_failed", "admin.vacuum", "strata.x", " Security.auth_failed"] {
+        for action in [
+            "security.login_failed",
+            "admin.vacuum",
+            "strata.x",
+            " Security.auth_failed",
+        ] {
             let e = as_writer(&format!(r#"{{"user_id":1,"action":"{action}"}}"#)).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("action"), "{action}: {e}");
         }
         assert!(as_writer(r#"{"user_id":1,"action":"user.security.check"}"#).is_ok());
         // The marker of strata's own events, also when spelled with an escape.
         for details in [r#"{"_strata":"server"}"#, r#"{"_str\u0061ta":1}"#] {
-            let e = as_writer(&format!(r#"{{"user_id":1,"action":"x","details":{details}}}"#))
-                .unwrap_err();
+            let e = as_writer(&format!(
+                r#"{{"user_id":1,"action":"x","details":{details}}}"#
+            ))
+            .unwrap_err();
             assert_eq!(e.field.as_deref(), Some("details"), "{details}: {e}");
         }
         // A file may carry strata's own events (an export of the table).
-        assert!(input(r#"{"user_id":1,"action":"security.auth_failed","details":{"_strata":"server"}}"#).is_ok());
+        assert!(input(
+            r#"{"user_id":1,"action":"security.auth_failed","details":{"_strata":"server"}}"#
+        )
+        .is_ok());
     }
 
     #[test]
