@@ -137,3 +137,70 @@ fn the_man_page_is_roff_with_every_command() {
         assert!(page.contains(word), "{word} missing from the man page");
     }
 }
+
+#[tokio::test]
+async fn stats_queries_lists_the_applications_statements_not_stratas() {
+    let db = TestDb::migrated().await;
+    if !common::require_extension(&db, "pg_stat_statements").await {
+        return;
+    }
+    let app = common::TestDbUrl::connect(&format!("{} application_name=app", db.url)).await;
+    app.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .unwrap();
+    // strata at work on the table: partitions, a load, exact counts, stats.
+    for args in [
+        &["maintain"][..],
+        &[
+            "load",
+            "--rows",
+            "200",
+            "--from",
+            "2025-02-01",
+            "--to",
+            "2025-03-01",
+        ],
+        &["partitions", "list", "--exact"],
+        &["stats", "partitions"],
+        &["stats", "snapshot"],
+    ] {
+        let out = common::strata(&db, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // A strata session opened by the library (application_name=strata).
+    let own = db.client().await;
+    own.query_one("SELECT count(*) AS strata_own FROM audit_logs", &[])
+        .await
+        .unwrap();
+    // The application's statement.
+    for user in 1..=3i64 {
+        app.query_one(
+            "SELECT count(*) AS app_probe FROM audit_logs WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    }
+    let out = common::strata(&db, &["--json", "stats", "queries", "--days", "7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = v["most_frequent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(v["slowest"].as_array().unwrap())
+        .map(|q| q["query"].as_str().unwrap())
+        .collect();
+    assert!(listed.iter().any(|q| q.contains("app_probe")), "{v:#}");
+    assert!(
+        listed.iter().all(|q| q.contains("app_probe")),
+        "only the application's statements: {listed:#?}"
+    );
+    // People get words, not internal values.
+    let out = common::strata(&db, &["stats", "queries", "--days", "7"]);
+    let text = stdout(&out);
+    assert!(text.contains("window:"), "{text}");
+    for internal in ["short_snapshot", "since_reset", "(snapshot)", "0.0 hours"] {
+        assert!(!text.contains(internal), "{internal} in:\n{text}");
+    }
+}

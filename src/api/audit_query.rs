@@ -80,6 +80,11 @@ pub struct LogRow {
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
+/// Leads every statement strata sends on behalf of API readers, so that
+/// `stats queries` can tell them from the application's own (see
+/// `stats/queries.sql`).
+const MARKER: &str = "/* strata */";
+
 /// Full-text search, with the words inside dotted, slashed, dashed and
 /// underscored values split out on both sides (`q=login` finds `user.login`;
 /// migration 4). The left side is exactly the expression of the index
@@ -134,7 +139,7 @@ fn list_sql(
 ) -> (String, Params) {
     let mut params = Params::new();
     let mut sql = format!(
-        "SELECT id, user_id, action::text, resource_type::text, resource_id, details, pg_catalog.abbrev(ip_address), user_agent,
+        "{MARKER} SELECT id, user_id, action::text, resource_type::text, resource_id, details, pg_catalog.abbrev(ip_address), user_agent,
                 status::text, severity::text, created_at FROM {table}"
     );
     sql.push_str(&conditions(f, &mut params));
@@ -284,7 +289,10 @@ pub async fn summary(
     push(
         &mut params,
         &mut sql,
-        "SELECT pg_catalog.date_trunc($, created_at, 'UTC'),",
+        concat!(
+            "/* strata */",
+            " SELECT pg_catalog.date_trunc($, created_at, 'UTC'),"
+        ),
         bucket.unit(),
     );
     sql.push_str(&format!(

@@ -93,7 +93,8 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
         target: redact_url(url),
         source,
     })?;
-    if config.get_application_name().is_none() {
+    let ours = config.get_application_name().is_none();
+    if ours {
         config.application_name("strata");
     }
     let (client, connection) = config
@@ -108,6 +109,9 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
+    if ours {
+        crate::stats::untrack_own_statements(&client).await;
+    }
     Ok(client)
 }
 
