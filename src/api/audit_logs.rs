@@ -41,12 +41,12 @@ pub const MAX_SPAN_DAYS: i64 = 366;
 #[allow(dead_code)]
 pub struct AuditEventIn {
     user_id: i64,
-    /// At most 100 characters.
+    /// At most 100 characters; not in strata's own namespaces `security.`, `admin.`, `strata.`.
     action: String,
     /// At most 50 characters.
     resource_type: Option<String>,
     resource_id: Option<i64>,
-    /// A JSON object, at most 16 KiB.
+    /// A JSON object, at most 16 KiB, without the key `_strata` (the marker of strata's own events).
     #[schema(value_type = Option<Object>)]
     details: Option<serde_json::Value>,
     /// IPv4 or IPv6, optionally with a prefix length.
@@ -56,7 +56,8 @@ pub struct AuditEventIn {
     status: Option<String>,
     /// One of debug, info, notice, warning, error, critical.
     severity: Option<String>,
-    /// RFC 3339; default now.
+    /// RFC 3339; default now. Within `[api] accept_past` before now (default: the table's
+    /// retention, else 30 days) and `accept_future` after it (default 5 minutes).
     created_at: Option<DateTime<Utc>>,
 }
 
@@ -238,7 +239,8 @@ pub struct ListParams {
     resource_id: Option<i64>,
     /// JSON object the row's details must contain, e.g. `{"region":"eu"}`.
     details: Option<String>,
-    /// Full-text search over action, resource type, status and details' string values.
+    /// Full-text words in action, resource type, status and details' string values, also inside
+    /// dotted, slashed, dashed and underscored values (`login` finds `user.login`).
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
