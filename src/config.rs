@@ -310,12 +310,38 @@ impl Default for MaintenanceConfig {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ApiConfig {
     pub bind: String,
+    /// How far before now a writer's `created_at` may lie; `None`: the
+    /// table's retention, else [`ApiConfig::DEFAULT_ACCEPT_PAST_DAYS`].
+    pub accept_past: Option<Duration>,
+    /// How far after now a writer's `created_at` may lie (clock skew).
+    pub accept_future: Duration,
+}
+
+impl ApiConfig {
+    pub const DEFAULT_ACCEPT_PAST_DAYS: u64 = 30;
+
+    /// The past bound for rows of `table`: older rows would be retention's
+    /// to remove at once (or, without retention, are a month late).
+    pub fn accept_past(&self, table: &TableSpec) -> Duration {
+        const DAY: u64 = 86_400;
+        self.accept_past.unwrap_or_else(|| {
+            Duration::from_secs(match table.retention {
+                Some(Retention::Days(n)) => u64::from(n) * DAY,
+                Some(Retention::Weeks(n)) => u64::from(n) * 7 * DAY,
+                // The longest month, so the window never refuses a row retention keeps.
+                Some(Retention::Months(n)) => u64::from(n) * 31 * DAY,
+                None => Self::DEFAULT_ACCEPT_PAST_DAYS * DAY,
+            })
+        })
+    }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             bind: "127.0.0.1:8000".into(),
+            accept_past: None,
+            accept_future: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -457,6 +483,8 @@ struct RawJob {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     bind: Option<String>,
+    accept_past: Option<String>,
+    accept_future: Option<String>,
 }
 
 /// Numbers are kept as TOML values so that `1.6e9` and `1600000000` both
@@ -586,6 +614,7 @@ pub const ENV_OTHER: &[&str] = &[
     "STRATA_REQUIRE_EXTENSIONS",
     "STRATA_CONFIG",
     "STRATA_LOG",
+    "STRATA_LOG_FORMAT",
 ];
 
 impl Config {
@@ -649,6 +678,9 @@ impl Config {
             maintenance: validate_maintenance(raw.maintenance)?,
             health: validate_health(raw.health)?,
             api: ApiConfig {
+                accept_past: api_window("api.accept_past", raw.api.accept_past.as_deref())?,
+                accept_future: api_window("api.accept_future", raw.api.accept_future.as_deref())?
+                    .unwrap_or(ApiConfig::default().accept_future),
                 bind: raw.api.bind.unwrap_or_else(|| ApiConfig::default().bind),
             },
             source: None,
@@ -1243,6 +1275,17 @@ fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
         }
     }
     Ok(t)
+}
+
+/// `[api] accept_past` / `accept_future`: `"30d"`, `"5min"`, `"12h"`.
+fn api_window(key: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(s) = value else { return Ok(None) };
+    parse_duration(s).map(Some).ok_or_else(|| {
+        invalid(
+            key,
+            format!("{s:?} is not a duration; expected e.g. \"30d\", \"12h\" or \"5min\""),
+        )
+    })
 }
 
 /// `"100ms"`, `"2s"`, `"1min"`, or a bare number of milliseconds.

@@ -208,7 +208,7 @@ pub async fn run(
         format::table(&["index", "type", ">partitions", ">size"], &index_rows)
     );
     println!(
-        "The seed's one-month query ({} .. {}), with partition pruning:",
+        "The original design's one-month query ({} .. {}), with partition pruning:",
         from.format("%Y-%m-%d"),
         to.format("%Y-%m-%d")
     );

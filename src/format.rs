@@ -68,9 +68,83 @@ pub fn duration(d: Duration) -> String {
     format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
 }
 
-/// A plain left/right-aligned text table. Columns whose header starts with
-/// `>` are right-aligned (the `>` is not printed).
+/// How log lines are written on stderr (`--log-format`, `STRATA_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human lines; coloured only on a terminal and without `NO_COLOR`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Whether stderr output may carry ANSI colours: only on a terminal, and
+/// never when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// The width tables must fit: `COLUMNS` when set, else the terminal's when
+/// stdout is one; `None` (no limit) when piped, so scripts get every character.
+pub fn output_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+    {
+        return Some(n).filter(|n| *n > 0);
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_rows, cols)| usize::from(cols))
+}
+
+/// Narrowest a text column is cut to when fitting a table.
+const MIN_CUT_WIDTH: usize = 12;
+const COLUMN_GAP: usize = 2;
+
+/// A plain left/right-aligned text table, fitted to [`output_width`].
+/// Columns whose header starts with `>` are right-aligned (the `>` is not
+/// printed).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_within(headers, rows, output_width())
+}
+
+/// Column widths within `limit`: the widest text (left-aligned) columns are
+/// cut first, never below their header or [`MIN_CUT_WIDTH`]; numbers
+/// (right-aligned) are never cut. A table that cannot fit stays as narrow
+/// as those floors allow.
+fn fit(widths: &mut [usize], headers: &[&str], right: &[bool], limit: usize) {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + COLUMN_GAP * w.len().saturating_sub(1);
+    while total(widths) > limit {
+        let floor = |i: usize| headers[i].chars().count().max(MIN_CUT_WIDTH);
+        let Some(i) = (0..widths.len())
+            .filter(|&i| !right[i] && widths[i] > floor(i))
+            .max_by_key(|&i| widths[i])
+        else {
+            return;
+        };
+        let excess = total(widths) - limit;
+        widths[i] = widths[i].saturating_sub(excess).max(floor(i));
+    }
+}
+
+/// `cell` cut to `width` characters, ending in `…` when cut.
+fn cut(cell: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if cell.chars().count() <= width {
+        return cell.into();
+    }
+    let kept: String = cell.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…").into()
+}
+
+/// [`table`] for a given width (`None`: no limit).
+pub fn table_within(headers: &[&str], rows: &[Vec<String>], limit: Option<usize>) -> String {
     let right: Vec<bool> = headers.iter().map(|h| h.starts_with('>')).collect();
     let headers: Vec<&str> = headers.iter().map(|h| h.trim_start_matches('>')).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -81,11 +155,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
+    if let Some(limit) = limit {
+        fit(&mut widths, &headers, &right, limit);
+    }
     let line = |cells: Vec<&str>| -> String {
         let parts: Vec<String> = cells
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let c = cut(c, widths[i]);
                 let pad = widths[i].saturating_sub(c.chars().count());
                 if right[i] {
                     format!("{}{c}", " ".repeat(pad))
@@ -94,19 +172,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
                 }
             })
             .collect();
-        parts.join("  ").trim_end().to_string()
+        parts.join(&" ".repeat(COLUMN_GAP)).trim_end().to_string()
     };
     let mut out = line(headers.clone());
     out.push('\n');
-    out.push_str(&line(
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| s.as_str())
-            .collect(),
-    ));
+    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&line(rules.iter().map(String::as_str).collect()));
     for row in rows {
         out.push('\n');
         out.push_str(&line(row.iter().map(|s| s.as_str()).collect()));
@@ -176,5 +247,26 @@ mod tests {
             ],
         );
         assert_eq!(t, "name   rows\n----  -----\na         1\nbbb   1,000");
+    }
+
+    #[test]
+    fn tables_fit_the_width_by_cutting_text_not_numbers() {
+        let long = "SELECT * FROM audit_logs WHERE user_id = $1 AND created_at >= $2 ORDER BY created_at DESC";
+        let rows = vec![vec![long.to_string(), "1,234,567".into(), "x".into()]];
+        let headers = ["query", ">calls", "note"];
+        let wide = table_within(&headers, &rows, None);
+        assert!(wide.contains(long), "no limit keeps everything: {wide}");
+        let narrow = table_within(&headers, &rows, Some(40));
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 40, "{line:?} in\n{narrow}");
+        }
+        assert!(narrow.contains("1,234,567"), "{narrow}");
+        assert!(narrow.contains("SELECT * FROM audit_lo…"), "{narrow}");
+        // Too narrow to fit: text stops at its floor, numbers stay whole.
+        let tiny = table_within(&headers, &rows, Some(5));
+        assert!(
+            tiny.contains("1,234,567") && tiny.contains("SELECT * FR…"),
+            "{tiny}"
+        );
     }
 }

@@ -1,4 +1,5 @@
 use clap::Parser;
+use strata::format::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -18,12 +19,17 @@ async fn main() {
         strata::cli::Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // Escape codes belong on a terminal only: in a file, journald or a
+        // pipe they are noise that breaks grep.
+        LogFormat::Text => logs.with_ansi(strata::format::colour_on_stderr()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     if let Err(e) = strata::cli::run(cli).await {
         // Library errors carry their own context; print them once, whole.
         eprintln!("error: {e}");

@@ -28,7 +28,12 @@ struct Api {
 
 async fn state_for(db: &TestDb, options: ServeOptions) -> AppState {
     let pool = api::pool(&db.url, 8).unwrap();
-    AppState::new(pool, Config::default(), options)
+    // These tests post rows of 2025 and of 2099 on purpose; the writer's
+    // created_at window has its own tests (tests/search.rs).
+    let mut config = Config::default();
+    config.api.accept_past = Some(Duration::from_secs(100 * 365 * 86_400));
+    config.api.accept_future = Duration::from_secs(100 * 365 * 86_400);
+    AppState::new(pool, config, options)
 }
 
 async fn setup(db: TestDb) -> Api {
@@ -1122,7 +1127,10 @@ async fn token_commands_create_list_and_revoke() {
 #[ignore = "measurement, not a check; see its doc comment"]
 async fn measure_write_throughput_and_stats_latency() {
     let db = TestDb::migrated().await;
-    let cfg = common::config_file("measure.toml", "[[table]]\nstart = \"2017-01-01\"\n");
+    let cfg = common::config_file(
+        "measure.toml",
+        "[[table]]\nstart = \"2017-01-01\"\n[api]\naccept_past = \"3650d\"\n",
+    );
     let out = common::strata(&db, &["--config", &cfg, "maintain", "--now", "2026-11-25"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let out = common::strata(

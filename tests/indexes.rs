@@ -141,11 +141,11 @@ async fn indexes_build_online_and_a_killed_build_leaves_no_invalid_index() {
         invalid_parent, 0,
         "every parent index is valid: all partitions attached"
     );
-    // Every partition carries the whole set: 7 of strata's indexes + the primary key.
+    // Every partition carries the whole set: 8 of strata's indexes + the primary key.
     let short: i64 = scalar(
         &c,
         "SELECT count(*) FROM (SELECT p.inhrelid FROM pg_inherits p JOIN pg_index i ON i.indrelid = p.inhrelid
-                                WHERE p.inhparent = 'public.audit_logs'::regclass GROUP BY 1 HAVING count(*) <> 8) x",
+                                WHERE p.inhparent = 'public.audit_logs'::regclass GROUP BY 1 HAVING count(*) <> 9) x",
     )
     .await;
     assert_eq!(short, 0);

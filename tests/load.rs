@@ -290,3 +290,88 @@ async fn bad_bytes_and_multi_line_csv_records_are_reported_at_their_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("line 5"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn the_loader_refuses_what_the_api_refuses_and_rejects_go_to_a_file() {
+    let db = TestDb::migrated().await;
+    let mut lines: Vec<String> = (1..=6).map(ndjson_line).collect();
+    lines[1] = r#"{"user_id":2,"action":"user.login","severity":"bogus","created_at":"2025-02-01T00:00:00Z"}"#.into();
+    lines[4] = r#"{"user_id":5,"action":"user.login","status":"weird","created_at":"2025-02-01T00:00:00Z"}"#.into();
+    let path = write("rejects-in.ndjson", &lines.join("\n"));
+
+    // Without --rejects the first bad line stops the load, naming the field.
+    let out = strata(&db, &["load", "--file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2") && err.contains("severity \"bogus\" is not one of"),
+        "{err}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_logs").await, 0);
+
+    let rejects = path.with_file_name("rejects-out.jsonl");
+    let out = strata(
+        &db,
+        &[
+            "load",
+            "--file",
+            path.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 bad lines skipped"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("written to"), "{}", stderr(&out));
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(written[0]["line"], 2);
+    assert_eq!(written[0]["field"], "severity");
+    assert!(written[0]["reason"].as_str().unwrap().contains("bogus"));
+    assert_eq!(
+        written[0]["text"],
+        lines[1].as_str(),
+        "the line itself, to fix and load again"
+    );
+    assert_eq!(written[1]["line"], 5);
+    assert_eq!(written[1]["field"], "status");
+    assert!(written[1]["reason"].as_str().unwrap().contains("weird"));
+    assert_eq!(count(&db, "SELECT count(*) FROM audit_logs").await, 4);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_logs WHERE user_id IN (2, 5)"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_missing_created_at_defaults_to_now_as_in_the_api() {
+    let db = TestDb::migrated().await;
+    let out = strata(&db, &["maintain"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = write(
+        "no-time.ndjson",
+        r#"{"user_id":77,"action":"user.login","severity":"info"}"#,
+    );
+    let out = strata(&db, &["load", "--file", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_logs WHERE user_id = 77 AND created_at > now() - interval '5 minutes'"
+        )
+        .await,
+        1
+    );
+}

@@ -106,7 +106,7 @@ async fn maintain_is_idempotent_and_premake_needs_no_data() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(indexes, 8);
+    assert_eq!(indexes, 9, "strata's 8 and the primary key");
     let opts: Vec<String> = c
         .query_one(
             "SELECT reloptions FROM pg_class WHERE relname = 'audit_logs_2026_06'",

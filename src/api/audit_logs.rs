@@ -23,31 +23,16 @@ use super::auth::{Auth, Reader, Writer};
 use super::error::{ApiResult, AppError, AppQuery, ErrorBody, RowError};
 use super::AppState;
 use crate::db::{server_message, DbError};
-use crate::load::{AuditRow, InputRow, COPY_COLUMNS};
+use crate::load::{self, AuditRow, Invalid, Origin, Rules, Window, COPY_COLUMNS};
+pub use crate::load::{MAX_DETAILS_BYTES, SEVERITIES, STATUSES};
 
 /// Rows per `POST /audit-logs` at most.
 pub const MAX_BATCH: usize = 1000;
-/// Bytes of one row's `details` JSON at most.
-pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
 /// Rows per `GET /audit-logs` page at most.
 pub const MAX_PAGE: i64 = 1000;
 /// Longest `from`..`to` span a read may ask for: bounds the partitions one
 /// request can scan.
 pub const MAX_SPAN_DAYS: i64 = 366;
-pub const STATUSES: &[&str] = &["success", "failure", "error", "pending", "denied"];
-pub const SEVERITIES: &[&str] = &["debug", "info", "notice", "warning", "error", "critical"];
-const COLUMNS: &[&str] = &[
-    "user_id",
-    "action",
-    "resource_type",
-    "resource_id",
-    "details",
-    "ip_address",
-    "user_agent",
-    "status",
-    "severity",
-    "created_at",
-];
 
 /// One audit event as posted. `created_at` defaults to now; a time with no
 /// partition is still stored (in the default partition, which `strata
@@ -56,12 +41,12 @@ const COLUMNS: &[&str] = &[
 #[allow(dead_code)]
 pub struct AuditEventIn {
     user_id: i64,
-    /// At most 100 characters.
+    /// At most 100 characters; not in strata's own namespaces `security.`, `admin.`, `strata.`.
     action: String,
     /// At most 50 characters.
     resource_type: Option<String>,
     resource_id: Option<i64>,
-    /// A JSON object, at most 16 KiB.
+    /// A JSON object, at most 16 KiB, without the key `_strata` (the marker of strata's own events).
     #[schema(value_type = Option<Object>)]
     details: Option<serde_json::Value>,
     /// IPv4 or IPv6, optionally with a prefix length.
@@ -71,7 +56,8 @@ pub struct AuditEventIn {
     status: Option<String>,
     /// One of debug, info, notice, warning, error, critical.
     severity: Option<String>,
-    /// RFC 3339; default now.
+    /// RFC 3339; default now. Within `[api] accept_past` before now (default: the table's
+    /// retention, else 30 days) and `accept_future` after it (default 5 minutes).
     created_at: Option<DateTime<Utc>>,
 }
 
@@ -80,78 +66,26 @@ pub struct Inserted {
     pub inserted: usize,
 }
 
-/// The column a validation message is about: the loader's messages start
-/// with it.
-fn field_of(message: &str) -> Option<String> {
-    let first = message.split([' ', ':']).next()?;
-    COLUMNS.contains(&first).then(|| first.to_string())
+fn check_row(raw: &RawValue, rules: &Rules) -> Result<AuditRow, Invalid> {
+    load::parse_row(raw.get())?.validate(rules)
 }
 
-fn check_row(raw: &RawValue, now: DateTime<Utc>) -> Result<AuditRow, (Option<String>, String)> {
-    let de = &mut serde_json::Deserializer::from_str(raw.get());
-    let mut input: InputRow = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let field = if path != "." {
-            Some(path)
-        } else {
-            // `unknown field `colour`, expected …`
-            inner.split('`').nth(1).map(str::to_string)
-        };
-        (field, inner)
-    })?;
-    if input.id.is_some() || input.search_vector.is_some() {
-        return Err((
-            Some(
-                if input.id.is_some() {
-                    "id"
-                } else {
-                    "search_vector"
-                }
-                .into(),
-            ),
-            "is assigned by the server and cannot be posted".into(),
-        ));
+/// The writer's `created_at` window for `state`'s table: `[api]
+/// accept_past` (default: the table's retention, else 30 days) and
+/// `accept_future` (default 5 minutes).
+pub fn window(state: &AppState) -> Window {
+    let api = &state.config.api;
+    // Durations past chrono's range (~292 billion years) mean "no bound".
+    let chrono = |d| Duration::from_std(d).unwrap_or(Duration::MAX);
+    Window {
+        past: chrono(api.accept_past(&state.config.tables[0])),
+        future: chrono(api.accept_future),
     }
-    if input.created_at.is_none() {
-        input.created_at = Some(now.to_rfc3339());
-    }
-    let row = input.validate().map_err(|m| (field_of(&m), m))?;
-    if let Some(s) = row.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err((
-            Some("status".into()),
-            format!("status {s:?} is not one of {}", STATUSES.join(", ")),
-        ));
-    }
-    if let Some(s) = row.severity.as_deref().filter(|s| !SEVERITIES.contains(s)) {
-        return Err((
-            Some("severity".into()),
-            format!("severity {s:?} is not one of {}", SEVERITIES.join(", ")),
-        ));
-    }
-    if let Some(d) = &row.details {
-        if d.len() > MAX_DETAILS_BYTES {
-            return Err((
-                Some("details".into()),
-                format!(
-                    "details is {} bytes; at most {MAX_DETAILS_BYTES} are allowed",
-                    d.len()
-                ),
-            ));
-        }
-        if !d.trim_start().starts_with('{') {
-            return Err((
-                Some("details".into()),
-                "details must be a JSON object".into(),
-            ));
-        }
-    }
-    Ok(row)
 }
 
 /// Parses and validates a batch (one object or an array of them): every
 /// row, so that the error lists every bad one.
-pub fn validate_batch(body: &[u8], now: DateTime<Utc>) -> ApiResult<Vec<AuditRow>> {
+pub fn validate_batch(body: &[u8], rules: &Rules) -> ApiResult<Vec<AuditRow>> {
     let text = std::str::from_utf8(body)
         .map_err(|_| AppError::bad_request("invalid_json", "the body is not UTF-8"))?;
     let raws: Vec<&RawValue> = if text.trim_start().starts_with('[') {
@@ -183,9 +117,9 @@ pub fn validate_batch(body: &[u8], now: DateTime<Utc>) -> ApiResult<Vec<AuditRow
     let mut rows = Vec::with_capacity(raws.len());
     let mut bad = Vec::new();
     for (index, raw) in raws.into_iter().enumerate() {
-        match check_row(raw, now) {
+        match check_row(raw, rules) {
             Ok(r) => rows.push(r),
-            Err((field, reason)) => bad.push(RowError {
+            Err(Invalid { field, reason }) => bad.push(RowError {
                 index,
                 field,
                 reason,
@@ -238,7 +172,11 @@ async fn post(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Inserted>)> {
-    let rows = validate_batch(&body?, Utc::now())?;
+    let rules = Rules {
+        origin: Origin::Writer(window(&state)),
+        now: Utc::now(),
+    };
+    let rows = validate_batch(&body?, &rules)?;
     let client = state.pool.get().await?;
     match copy(&client, &state, &rows).await {
         Ok(()) => Ok((
@@ -301,7 +239,8 @@ pub struct ListParams {
     resource_id: Option<i64>,
     /// JSON object the row's details must contain, e.g. `{"region":"eu"}`.
     details: Option<String>,
-    /// Full-text search over action, resource type, status and details' string values.
+    /// Full-text words in action, resource type, status and details' string values, also inside
+    /// dotted, slashed, dashed and underscored values (`login` finds `user.login`).
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -435,8 +374,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 mod tests {
     use super::*;
 
+    fn rules() -> Rules {
+        Rules {
+            origin: Origin::Writer(Window {
+                past: Duration::days(30),
+                future: Duration::minutes(5),
+            }),
+            now: Utc::now(),
+        }
+    }
+
     fn errors(body: &str) -> Vec<RowError> {
-        match validate_batch(body.as_bytes(), Utc::now()) {
+        match validate_batch(body.as_bytes(), &rules()) {
             Err(AppError::InvalidRows(_, rows)) => rows,
             other => panic!("expected invalid rows, got {other:?}"),
         }
@@ -444,11 +393,11 @@ mod tests {
 
     #[test]
     fn a_single_object_or_an_array() {
-        let one = validate_batch(br#"{"user_id":1,"action":"login"}"#, Utc::now()).unwrap();
+        let one = validate_batch(br#"{"user_id":1,"action":"login"}"#, &rules()).unwrap();
         assert_eq!(one.len(), 1);
         let two = validate_batch(
-            br#"[{"user_id":1,"action":"a","created_at":"2025-03-01T00:00:00Z","details":{"n":1}},{"user_id":2,"action":"b"}]"#,
-            Utc::now(),
+            br#"[{"user_id":1,"action":"a","details":{"n":1}},{"user_id":2,"action":"b"}]"#,
+            &rules(),
         )
         .unwrap();
         assert_eq!(two[0].details.as_deref(), Some(r#"{"n":1}"#));
@@ -485,7 +434,7 @@ mod tests {
     #[test]
     fn batches_have_bounds() {
         assert!(matches!(
-            validate_batch(b"[]", Utc::now()),
+            validate_batch(b"[]", &rules()),
             Err(AppError::Unprocessable {
                 code: "empty_batch",
                 ..
@@ -496,14 +445,14 @@ mod tests {
             vec![r#"{"user_id":1,"action":"a"}"#; MAX_BATCH + 1].join(",")
         );
         assert!(matches!(
-            validate_batch(many.as_bytes(), Utc::now()),
+            validate_batch(many.as_bytes(), &rules()),
             Err(AppError::Unprocessable {
                 code: "batch_too_large",
                 ..
             })
         ));
         assert!(matches!(
-            validate_batch(b"{not json", Utc::now()),
+            validate_batch(b"{not json", &rules()),
             Err(AppError::BadRequest { .. })
         ));
         let big = format!(

@@ -25,7 +25,7 @@ pub struct Filter {
     pub resource_id: Option<i64>,
     /// JSON the row's `details` must contain (`@>`).
     pub details: Option<Value>,
-    /// Words the row's `search_vector` must match (`plainto_tsquery('simple', q)`).
+    /// Words the row must contain: [`SEARCH_CONDITION`].
     pub q: Option<String>,
 }
 
@@ -80,6 +80,18 @@ pub struct LogRow {
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
+/// Leads every statement strata sends on behalf of API readers, so that
+/// `stats queries` can tell them from the application's own (see
+/// `stats/queries.sql`).
+const MARKER: &str = "/* strata */";
+
+/// Full-text search, with the words inside dotted, slashed, dashed and
+/// underscored values split out on both sides (`q=login` finds `user.login`;
+/// migration 4). The left side is exactly the expression of the index
+/// `idx_<table>_search_words_gin`, so the planner can use it per partition.
+pub const SEARCH_CONDITION: &str =
+    " AND strata.search_words(search_vector) @@ strata.search_query($)";
+
 fn push(
     params: &mut Params,
     sql: &mut String,
@@ -114,12 +126,7 @@ fn conditions(f: &Filter, params: &mut Params) -> String {
         push(params, &mut sql, " AND details @> $", v.clone());
     }
     if let Some(v) = &f.q {
-        push(
-            params,
-            &mut sql,
-            " AND search_vector @@ plainto_tsquery('simple', $)",
-            v.clone(),
-        );
+        push(params, &mut sql, SEARCH_CONDITION, v.clone());
     }
     sql
 }
@@ -132,7 +139,7 @@ fn list_sql(
 ) -> (String, Params) {
     let mut params = Params::new();
     let mut sql = format!(
-        "SELECT id, user_id, action::text, resource_type::text, resource_id, details, pg_catalog.abbrev(ip_address), user_agent,
+        "{MARKER} SELECT id, user_id, action::text, resource_type::text, resource_id, details, pg_catalog.abbrev(ip_address), user_agent,
                 status::text, severity::text, created_at FROM {table}"
     );
     sql.push_str(&conditions(f, &mut params));
@@ -201,6 +208,16 @@ pub async fn list(
     Ok((out, next))
 }
 
+/// The plan (EXPLAIN, JSON) of the page query the API runs for `f`.
+pub async fn plan(client: &Client, table: &QualifiedName, f: &Filter) -> Result<Value, DbError> {
+    let (sql, params) = list_sql(table, f, None, 100);
+    Ok(client
+        .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs(&params))
+        .await
+        .map_err(DbError::query("explaining the audit query"))?
+        .get(0))
+}
+
 /// The relations a page query would scan, from its plan: shows that
 /// partitions outside `from`..`to` are pruned.
 pub async fn scanned_relations(
@@ -208,28 +225,27 @@ pub async fn scanned_relations(
     table: &QualifiedName,
     f: &Filter,
 ) -> Result<Vec<String>, DbError> {
-    let (sql, params) = list_sql(table, f, None, 100);
-    let plan: Value = client
-        .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs(&params))
-        .await
-        .map_err(DbError::query("explaining the audit query"))?
-        .get(0);
-    let mut out = Vec::new();
-    collect_relations(&plan, &mut out);
-    out.sort();
-    out.dedup();
-    Ok(out)
+    Ok(plan_values(&plan(client, table, f).await?, "Relation Name"))
 }
 
-fn collect_relations(v: &Value, out: &mut Vec<String>) {
+/// Every distinct value of `key` in a JSON plan (e.g. `Index Name`), sorted.
+pub fn plan_values(plan: &Value, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    collect(plan, key, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn collect(v: &Value, key: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get("Relation Name") {
+            if let Some(Value::String(r)) = m.get(key) {
                 out.push(r.clone());
             }
-            m.values().for_each(|x| collect_relations(x, out));
+            m.values().for_each(|x| collect(x, key, out));
         }
-        Value::Array(a) => a.iter().for_each(|x| collect_relations(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| collect(x, key, out)),
         _ => {}
     }
 }
@@ -273,7 +289,10 @@ pub async fn summary(
     push(
         &mut params,
         &mut sql,
-        "SELECT pg_catalog.date_trunc($, created_at, 'UTC'),",
+        concat!(
+            "/* strata */",
+            " SELECT pg_catalog.date_trunc($, created_at, 'UTC'),"
+        ),
         bucket.unit(),
     );
     sql.push_str(&format!(
@@ -336,10 +355,10 @@ mod tests {
         let table = QualifiedName::new("public", "audit_logs").unwrap();
         let (sql, params) = list_sql(&table, &f, None, 10);
         assert!(!sql.contains("DROP"), "{sql}");
-        assert_eq!(
-            sql.matches('\'').count(),
-            2,
-            "only 'simple' is quoted: {sql}"
+        assert_eq!(sql.matches('\'').count(), 0, "nothing is quoted: {sql}");
+        assert!(
+            sql.contains("strata.search_words(search_vector) @@ strata.search_query($5)"),
+            "{sql}"
         );
         assert_eq!(params.len(), 6);
         assert!(sql.contains("action = $3"), "{sql}");

@@ -283,6 +283,7 @@ pub async fn build(
         columns: vec![spec.time_column.as_str().into()],
         with: vec![],
         opclass: None,
+        expression: false,
     };
     let brin_strata = timed(&a, STRATA, &brin, &strata.table).await?;
     let btree_created_at = timed(&a, PLAIN_INDEXED, &btree_time, &plain.table).await?;

@@ -10,7 +10,7 @@ const ORDER: [&str; 3] = [SEED_BEFORE, PLAIN_INDEXED, STRATA];
 
 fn label(key: &str) -> &'static str {
     match key {
-        SEED_BEFORE => "seed-before",
+        SEED_BEFORE => "original-before",
         PLAIN_INDEXED => "plain-indexed",
         _ => "strata",
     }
@@ -77,12 +77,12 @@ fn claim(q: &QueryResult) -> String {
 
 const QUERY_HEADERS: [&str; 7] = [
     "workload",
-    ">seed-before",
+    ">original-before",
     ">plain-indexed",
     ">strata",
     ">before/strata",
     ">indexed/strata",
-    "seed's claim",
+    "original design's claim",
 ];
 
 fn plan_rows(r: &Report) -> Vec<Vec<String>> {
@@ -156,7 +156,7 @@ fn index_rows(r: &Report) -> Vec<Vec<String>> {
             x(i.build_ratio),
         ],
         vec![
-            "seed's claim".into(),
+            "original design's claim".into(),
             "5 GB vs 5 MB (1000x)".into(),
             "120 s vs 20 s (6x)".into(),
         ],
@@ -261,7 +261,7 @@ pub fn human(r: &Report) -> String {
         (
             "Maintenance (plain-indexed vs strata, one run each, in this order)",
             format::table(
-                &["plain-indexed", ">time", "strata", ">time", ">ratio", "seed's claim"],
+                &["plain-indexed", ">time", "strata", ">time", ">ratio", "original design's claim"],
                 &maintenance_rows(&r.maintenance.steps),
             ),
         ),
@@ -319,7 +319,7 @@ pub fn markdown(r: &Report) -> String {
             "strata",
             ">time",
             ">ratio",
-            "seed's claim",
+            "original design's claim",
         ],
         &maintenance_rows(&r.maintenance.steps),
     ));

@@ -57,7 +57,7 @@ const TSQUERY: &str = "failure & delete";
 const QUERIES: &[Query] = &[
     Query {
         key: "one_month",
-        title: "seed's one-month query (LIMIT 10000)",
+        title: "the original design's one-month query (LIMIT 10000)",
         sql: include_str!("queries/one_month.sql"),
         params: Params::Month,
         claim: Some(SeedClaim::new(2400.0, 35.0)),

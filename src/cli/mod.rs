@@ -2,6 +2,7 @@
 //! resolve the target, call a capability module and print its result.
 
 mod bench;
+mod completions;
 mod convert;
 mod health;
 mod indexes;
@@ -42,6 +43,15 @@ pub struct Cli {
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log lines on stderr as text or as JSON objects (one a line).
+    #[arg(
+        long,
+        env = "STRATA_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::format::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -150,6 +160,10 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions { shell: completions::Shell },
+    /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,7 +252,7 @@ pub enum ScheduleAction {
         #[arg(long)]
         once: bool,
     },
-    /// Register the seed's jobs with pg_cron (idempotent), plus a pruner of its run history.
+    /// Register the original design's jobs with pg_cron (idempotent), plus a pruner of its run history.
     InstallPgCron {
         /// Remove strata's pg_cron jobs instead.
         #[arg(long)]
@@ -379,6 +393,9 @@ pub struct LoadArgs {
     /// Skip (and count) malformed lines instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Set bad lines aside in this file (JSON lines: line, field, reason, text) and go on.
+    #[arg(long, requires = "file", conflicts_with = "skip_bad")]
+    pub rejects: Option<PathBuf>,
     /// Rows per COPY batch (each batch is one transaction).
     #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_ROWS)]
     pub batch_rows: usize,
@@ -697,6 +714,8 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
         }
+        Command::Completions { shell } => completions::print(*shell),
+        Command::Man => completions::man(),
     }
 }
 

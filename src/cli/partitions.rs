@@ -278,7 +278,11 @@ pub async fn load(target: &Target, config: &Config, args: &LoadArgs, json: bool)
                 &spec.name,
                 path,
                 args.format,
-                args.skip_bad,
+                match (&args.rejects, args.skip_bad) {
+                    (Some(file), _) => load::BadLines::Reject(file),
+                    (None, true) => load::BadLines::Skip,
+                    (None, false) => load::BadLines::Stop,
+                },
                 args.batch_rows,
                 show,
             )

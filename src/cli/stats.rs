@@ -183,7 +183,7 @@ pub async fn queries(
             "window: {} .. {} ({})",
             when(w.from),
             when(Some(w.to)),
-            w.basis
+            w.summary()
         );
         if let Some(note) = &w.note {
             println!("note: {note}");

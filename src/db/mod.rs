@@ -129,6 +129,7 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
         target: redact_url(url),
         source,
     })?;
+    let ours = config.get_application_name().is_none();
     session_defaults(&mut config);
     let (client, connection) = config
         .connect(NoTls)
@@ -142,6 +143,9 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
             tracing::debug!(error = %e, "connection closed with an error");
         }
     });
+    if ours {
+        crate::stats::untrack_own_statements(&client).await;
+    }
     Ok(client)
 }
 

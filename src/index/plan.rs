@@ -75,7 +75,7 @@ pub struct IndexPlan {
 
 /// Column names of a key list as `wanted` writes it (`"user_id", "created_at" DESC`).
 fn key_columns(def: &IndexDef) -> Vec<String> {
-    def.columns.clone()
+    def.catalog_columns()
 }
 
 pub fn plan(table: &QualifiedName, wanted: &[IndexDef], snap: &IndexSnapshot) -> IndexPlan {
@@ -219,7 +219,7 @@ mod tests {
                 .map(|d| ParentIndex {
                     name: d.name.clone(),
                     method: d.method.keyword().into(),
-                    columns: d.columns.clone(),
+                    columns: d.catalog_columns(),
                     valid: true,
                     opclasses: d.opclass.iter().cloned().collect(),
                 })
@@ -326,10 +326,18 @@ mod tests {
         let spec = TableSpec::seed_default();
         let mut snap = complete(&spec, &[]);
         snap.columns.retain(|c| c != "search_vector");
-        snap.parent
-            .retain(|p| p.name != "idx_audit_logs_search_vector_gin");
+        snap.parent.retain(|p| {
+            p.name != "idx_audit_logs_search_vector_gin"
+                && p.name != "idx_audit_logs_search_words_gin"
+        });
         let p = plan(&spec.name, &wanted(&spec), &snap);
-        assert_eq!(p.skipped, vec!["idx_audit_logs_search_vector_gin"]);
+        assert_eq!(
+            p.skipped,
+            vec![
+                "idx_audit_logs_search_vector_gin",
+                "idx_audit_logs_search_words_gin"
+            ]
+        );
         assert!(p.steps.is_empty());
     }
 }

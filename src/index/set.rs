@@ -44,9 +44,20 @@ pub struct IndexDef {
     pub with: Vec<(String, String)>,
     /// Operator class of the first key, when it matters.
     pub opclass: Option<String>,
+    /// The key is an expression (the catalog lists it as `expression`).
+    pub expression: bool,
 }
 
 impl IndexDef {
+    /// Key columns as the catalog lists them (`parent_indexes.sql`).
+    pub fn catalog_columns(&self) -> Vec<String> {
+        if self.expression {
+            vec!["expression".into()]
+        } else {
+            self.columns.clone()
+        }
+    }
+
     /// `USING method (keys) WITH (...)`, the part after `ON table`.
     pub fn body(&self) -> String {
         let with = if self.with.is_empty() {
@@ -79,6 +90,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
         columns: vec![col.into()],
         with: vec![],
         opclass: None,
+        expression: false,
     };
     vec![
         IndexDef {
@@ -94,6 +106,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
                 ("autosummarize".into(), "on".into()),
             ],
             opclass: None,
+            expression: false,
         },
         btree("user_id", "user_id"),
         btree("action", "action"),
@@ -105,6 +118,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
             columns: vec!["user_id".into(), spec.time_column.as_str().into()],
             with: vec![],
             opclass: None,
+            expression: false,
         },
         IndexDef {
             name: name("details_gin"),
@@ -113,6 +127,7 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
             columns: vec!["details".into()],
             with: vec![("fastupdate".into(), "on".into())],
             opclass: Some(spec.details_opclass.keyword().into()),
+            expression: false,
         },
         IndexDef {
             name: name("search_vector_gin"),
@@ -121,6 +136,18 @@ pub fn wanted(spec: &TableSpec) -> Vec<IndexDef> {
             columns: vec!["search_vector".into()],
             with: vec![],
             opclass: None,
+            expression: false,
+        },
+        // The words inside dotted, slashed, dashed and underscored tokens
+        // (migration 4): what `GET /audit-logs?q=` searches.
+        IndexDef {
+            name: name("search_words_gin"),
+            method: Method::Gin,
+            keys: format!("strata.search_words({})", ident("search_vector")),
+            columns: vec!["search_vector".into()],
+            with: vec![],
+            opclass: None,
+            expression: true,
         },
     ]
 }
@@ -167,6 +194,7 @@ mod tests {
                 "idx_audit_logs_user_id_created_at",
                 "idx_audit_logs_details_gin",
                 "idx_audit_logs_search_vector_gin",
+                "idx_audit_logs_search_words_gin",
             ]
         );
         assert_eq!(

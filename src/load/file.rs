@@ -4,7 +4,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::row::{AuditRow, InputRow};
+use chrono::Utc;
+
+use super::row::{self, AuditRow, InputRow, Invalid, Origin, Rules};
 use super::LoadError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -62,7 +64,9 @@ impl RowSource {
                     .map_err(|e| LoadError::BadLine {
                         path: shown.clone(),
                         line: 1,
+                        field: None,
                         message: e.to_string(),
+                        raw: String::new(),
                     })?
                     .clone();
                 Inner::Csv(reader.into_records(), headers)
@@ -81,11 +85,13 @@ impl RowSource {
         (self.bytes / 400).max(1)
     }
 
-    fn bad(&self, message: impl Into<String>) -> LoadError {
+    fn bad(&self, invalid: Invalid, raw: String) -> LoadError {
         LoadError::BadLine {
             path: self.path.clone(),
             line: self.line,
-            message: message.into(),
+            field: invalid.field,
+            message: invalid.reason,
+            raw,
         }
     }
 
@@ -93,12 +99,16 @@ impl RowSource {
     pub fn next_row(&mut self) -> Option<Result<AuditRow, LoadError>> {
         loop {
             self.line += 1;
-            let parsed: Result<InputRow, String> = match &mut self.inner {
+            let (parsed, raw): (Result<InputRow, Invalid>, String) = match &mut self.inner {
                 Inner::Ndjson(lines) => match lines.next()? {
                     // The line was consumed; only its bytes were wrong.
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        Err("the line is not valid UTF-8".to_string())
-                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => (
+                        Err(Invalid {
+                            field: None,
+                            reason: "the line is not valid UTF-8".to_string(),
+                        }),
+                        String::new(),
+                    ),
                     Err(e) => {
                         return Some(Err(LoadError::Read {
                             path: self.path.clone(),
@@ -106,7 +116,7 @@ impl RowSource {
                         }))
                     }
                     Ok(l) if l.trim().is_empty() => continue,
-                    Ok(l) => serde_json::from_str(&l).map_err(|e| e.to_string()),
+                    Ok(l) => (row::parse(&l), l),
                 },
                 Inner::Csv(records, headers) => {
                     let next = records.next()?;
@@ -126,18 +136,36 @@ impl RowSource {
                                 source: std::io::Error::other(e.to_string()),
                             }))
                         }
-                        Err(e) => Err(e.to_string()),
-                        Ok(rec) => csv_row(headers, &rec),
+                        Err(e) => (
+                            Err(Invalid {
+                                field: None,
+                                reason: e.to_string(),
+                            }),
+                            String::new(),
+                        ),
+                        Ok(rec) => (csv_row(headers, &rec), csv_text(&rec)),
                     }
                 }
             };
-            return Some(parsed.and_then(InputRow::validate).map_err(|m| self.bad(m)));
+            let rules = Rules {
+                origin: Origin::File,
+                now: Utc::now(),
+            };
+            return Some(
+                parsed
+                    .and_then(|r| r.validate(&rules))
+                    .map_err(|e| self.bad(e, raw)),
+            );
         }
     }
 }
 
 /// CSV cells are text: empty means NULL, numbers and JSON are parsed.
-fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<InputRow, String> {
+fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<InputRow, Invalid> {
+    let bad = |field: Option<&str>, reason: String| Invalid {
+        field: field.map(str::to_string),
+        reason,
+    };
     let mut obj = serde_json::Map::new();
     for (h, v) in headers.iter().zip(rec.iter()) {
         let value = if v.is_empty() {
@@ -145,7 +173,7 @@ fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<Input
         } else if matches!(h, "user_id" | "resource_id") {
             match v.trim().parse::<i64>() {
                 Ok(n) => serde_json::Value::from(n),
-                Err(_) => return Err(format!("{h} {v:?} is not a whole number")),
+                Err(_) => return Err(bad(Some(h), format!("{h} {v:?} is not a whole number"))),
             }
         } else {
             serde_json::Value::String(v.to_string())
@@ -153,13 +181,20 @@ fn csv_row(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<Input
         obj.insert(h.to_string(), value);
     }
     if rec.len() != headers.len() {
-        return Err(format!(
-            "{} fields, but the header has {}",
-            rec.len(),
-            headers.len()
+        return Err(bad(
+            None,
+            format!("{} fields, but the header has {}", rec.len(), headers.len()),
         ));
     }
     // Through text, because `details` is kept as raw JSON text.
     let text = serde_json::Value::Object(obj).to_string();
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    row::parse(&text)
+}
+
+/// A CSV record as one line of CSV again, for the rejects file.
+fn csv_text(rec: &csv::StringRecord) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let _ = w.write_record(rec);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end().to_string()
 }

@@ -18,7 +18,10 @@ use tokio_postgres::Client;
 
 pub use file::{FileFormat, RowSource};
 pub use generate::{Generator, SERVER_SIDE_SQL, USERS};
-pub use row::{AuditRow, InputRow, COPY_COLUMNS};
+pub use row::{
+    parse as parse_row, AuditRow, InputRow, Invalid, Origin, Rules, Window, COPY_COLUMNS,
+    MAX_DETAILS_BYTES, RESERVED_NAMESPACES, SERVER_MARKER, SEVERITIES, STATUSES,
+};
 
 use crate::db::{DbError, QualifiedName};
 use crate::progress::Progress;
@@ -33,7 +36,11 @@ pub enum LoadError {
     BadLine {
         path: String,
         line: u64,
+        /// The column at fault, when one is.
+        field: Option<String>,
         message: String,
+        /// The line as read (a CSV record re-encoded), empty when unreadable.
+        raw: String,
     },
     #[error("cannot read {path}: {source}")]
     Read {
@@ -49,6 +56,9 @@ pub enum LoadError {
 pub struct LoadReport {
     pub rows: u64,
     pub skipped: u64,
+    /// Where the skipped lines were written (`--rejects`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejects_file: Option<String>,
     pub batches: u64,
     pub elapsed_ms: u128,
     pub rows_per_sec: f64,
@@ -59,6 +69,7 @@ impl LoadReport {
         LoadReport {
             rows,
             skipped,
+            rejects_file: None,
             batches,
             elapsed_ms: elapsed.as_millis(),
             rows_per_sec: rows as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -149,20 +160,87 @@ pub async fn load_generated(
     Ok(LoadReport::new(done, 0, batches, started.elapsed()))
 }
 
+/// The rejects file of `load --file --rejects FILE`: one JSON object per bad
+/// line, `{"line", "field", "reason", "text"}`, so nothing of the input is lost
+/// and the lines can be fixed and loaded again.
+struct Rejects {
+    path: String,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl Rejects {
+    fn create(path: &Path) -> Result<Rejects, LoadError> {
+        let shown = path.display().to_string();
+        let file = std::fs::File::create(path).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Ok(Rejects {
+            path: shown,
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    fn write(
+        &mut self,
+        line: u64,
+        field: Option<&str>,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), LoadError> {
+        use std::io::Write;
+        let record = serde_json::json!({
+            "line": line,
+            "field": field,
+            "reason": reason,
+            "text": (!raw.is_empty()).then_some(raw),
+        });
+        writeln!(self.out, "{record}").map_err(|source| LoadError::Read {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn finish(mut self) -> Result<String, LoadError> {
+        use std::io::Write;
+        self.out.flush().map_err(|source| LoadError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(self.path)
+    }
+}
+
+/// What to do with a line that fails validation.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum BadLines<'a> {
+    /// Stop the load (its batch is not sent).
+    #[default]
+    Stop,
+    /// Skip and count it (`--skip-bad`).
+    Skip,
+    /// Skip it and write it with its line number and reason to this file.
+    Reject(&'a Path),
+}
+
 /// Loads an NDJSON or CSV file. A malformed line stops the load (its batch is
-/// not sent; earlier batches stay committed and are reported) unless
-/// `skip_bad`, which skips and counts such lines.
+/// not sent; earlier batches stay committed and are reported) unless `bad`
+/// says to skip such lines, or to write them to a rejects file.
 pub async fn load_file(
     client: &Client,
     table: &QualifiedName,
     path: &Path,
     format: Option<FileFormat>,
-    skip_bad: bool,
+    bad: BadLines<'_>,
     batch_rows: usize,
     show_progress: bool,
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let mut source = RowSource::open(path, format)?;
+    let mut rejects = match bad {
+        BadLines::Reject(p) => Some(Rejects::create(p)?),
+        _ => None,
+    };
     let total = source.estimated_lines();
     let mut progress = Progress::new("load", total, show_progress);
     let (mut done, mut skipped, mut batches) = (0u64, 0u64, 0u64);
@@ -178,20 +256,42 @@ pub async fn load_file(
                 }
                 // A read error is the file's, not a line's: never skippable
                 // (the reader would fail the same way forever).
-                Some(Err(e)) if skip_bad && matches!(e, LoadError::BadLine { .. }) => {
+                Some(Err(LoadError::BadLine {
+                    line,
+                    field,
+                    message,
+                    raw,
+                    ..
+                })) if rejects.is_some() => {
+                    let r = rejects.as_mut().expect("checked");
+                    r.write(line, field.as_deref(), &message, &raw)?;
+                    skipped += 1;
+                }
+                Some(Err(e))
+                    if matches!(bad, BadLines::Skip) && matches!(e, LoadError::BadLine { .. }) =>
+                {
                     tracing::warn!("{e}; skipped");
                     skipped += 1;
                 }
                 Some(Err(e)) => {
                     progress.finish();
                     return Err(match e {
-                        LoadError::BadLine { path, line, message } => LoadError::BadLine {
+                        LoadError::BadLine {
                             path,
                             line,
+                            field,
+                            message,
+                            raw,
+                        } => LoadError::BadLine {
+                            path,
+                            line,
+                            field,
                             message: format!(
                                 "{message} (nothing of this batch was written; {done} rows from earlier batches were \
-                                 committed; fix the line, or pass --skip-bad to skip such lines)"
+                                 committed; fix the line, or pass --skip-bad to skip such lines or --rejects FILE to \
+                                 set them aside)"
                             ),
+                            raw,
                         },
                         other => other,
                     });
@@ -207,7 +307,17 @@ pub async fn load_file(
         progress.add(n);
     }
     progress.finish();
-    Ok(LoadReport::new(done, skipped, batches, started.elapsed()))
+    let mut report = LoadReport::new(done, skipped, batches, started.elapsed());
+    if let Some(r) = rejects {
+        let path = r.finish()?;
+        if show_progress && skipped > 0 {
+            eprintln!(
+                "{skipped} bad lines written to {path}, each with its line number and reason"
+            );
+        }
+        report.rejects_file = Some(path);
+    }
+    Ok(report)
 }
 
 /// Runs the server-side generator for `rows` rows: the ceiling a client

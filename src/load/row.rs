@@ -61,7 +61,7 @@ pub struct InputRow {
     pub created_at: Option<String>,
 }
 
-fn check_len(field: &str, value: &Option<String>, max: usize) -> Result<(), String> {
+fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
     match value {
         Some(v) if v.chars().count() > max => Err(format!(
             "{field} is {} characters long; the column allows {max}",
@@ -110,49 +110,194 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     }
 }
 
-impl InputRow {
-    pub fn validate(self) -> Result<AuditRow, String> {
-        let user_id = self.user_id.ok_or("user_id is missing (it is NOT NULL)")?;
-        let action = self.action.ok_or("action is missing (it is NOT NULL)")?;
-        if action.is_empty() {
-            return Err("action is empty".into());
+/// Allowed `status` values (the seed's vocabulary).
+pub const STATUSES: &[&str] = &["success", "failure", "error", "pending", "denied"];
+/// Allowed `severity` values (syslog's names, lower case).
+pub const SEVERITIES: &[&str] = &["debug", "info", "notice", "warning", "error", "critical"];
+/// Bytes of one posted row's `details` JSON at most.
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
+/// Action namespaces only strata itself writes (security events, admin
+/// actions, its own records): a writer token posting one could forge them.
+pub const RESERVED_NAMESPACES: &[&str] = &["security.", "admin.", "strata."];
+/// Key in `details` that marks an event written by the server itself. Writers
+/// cannot set it: a posted row whose details carry it is refused.
+pub const SERVER_MARKER: &str = "_strata";
+
+/// Where a row comes from, which decides the rules beyond the column types.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin {
+    /// `strata load --file`: run by whoever holds the database's credentials,
+    /// often with an export of the table (which carries `id`, `search_vector`
+    /// and strata's own events).
+    File,
+    /// `POST /audit-logs` with a writer token: bounded in size and time, and
+    /// kept out of strata's own namespaces.
+    Writer(Window),
+}
+
+/// The `created_at` a writer may set: from `now - past` to `now + future`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub past: chrono::Duration,
+    pub future: chrono::Duration,
+}
+
+/// The rules one row is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub origin: Origin,
+    /// The time a missing `created_at` becomes (the column's DEFAULT now()).
+    pub now: DateTime<Utc>,
+}
+
+/// Why a row was refused: the column at fault, when one is, and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl Invalid {
+    fn of(field: &str, reason: impl Into<String>) -> Invalid {
+        Invalid {
+            field: Some(field.to_string()),
+            reason: reason.into(),
         }
-        check_len("action", &Some(action.clone()), MAX_ACTION)?;
-        check_len("resource_type", &self.resource_type, MAX_RESOURCE_TYPE)?;
-        check_len("status", &self.status, MAX_STATUS)?;
-        check_len("severity", &self.severity, MAX_SEVERITY)?;
-        check_len("user_agent", &self.user_agent, usize::MAX)?;
-        if let Some(ip) = &self.ip_address {
-            if !valid_inet(ip) {
-                return Err(format!("ip_address {ip:?} is not an IPv4 or IPv6 address"));
-            }
-        }
-        let created_at = match self.created_at {
-            Some(s) => parse_time(&s)?,
-            None => return Err("created_at is missing (it is NOT NULL)".into()),
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Parses one JSON object into an [`InputRow`], naming the field at fault.
+pub fn parse(text: &str) -> Result<InputRow, Invalid> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = if path != "." {
+            Some(path)
+        } else {
+            // `unknown field `colour`, expected …`
+            inner
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_string)
         };
-        let details = match self.details.as_deref().map(|raw| raw.get().trim()) {
-            None | Some("null") => None,
-            // CSV carries JSON as text, and so does NDJSON written by tools
-            // that stringify nested objects.
-            Some(text) if text.starts_with('"') => {
-                let inner: String =
-                    serde_json::from_str(text).map_err(|e| format!("details: {e}"))?;
-                let inner = inner.trim();
-                if inner.starts_with(['{', '[']) {
-                    serde_json::from_str::<&serde_json::value::RawValue>(inner)
-                        .map_err(|e| format!("details is not valid JSON: {e}"))?;
-                    Some(inner.to_string())
-                } else {
-                    Some(text.to_string())
+        Invalid {
+            field,
+            reason: inner,
+        }
+    })
+}
+
+fn len_ok(field: &str, value: Option<&str>, max: usize) -> Result<(), Invalid> {
+    check_len(field, value, max).map_err(|m| Invalid::of(field, m))
+}
+
+fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), Invalid> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(Invalid::of(
+            field,
+            format!("{field} {v:?} is not one of {}", allowed.join(", ")),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `details` as stored: JSON text, unwrapping a stringified object.
+fn details_text(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, Invalid> {
+    let bad = |m: String| Invalid::of("details", m);
+    let text = match raw.map(|raw| raw.get().trim()) {
+        None | Some("null") => return Ok(None),
+        Some(text) => text,
+    };
+    // CSV carries JSON as text, and so does NDJSON written by tools that
+    // stringify nested objects.
+    let text = if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|e| bad(format!("details: {e}")))?;
+        let inner = inner.trim().to_string();
+        if inner.starts_with(['{', '[']) {
+            serde_json::from_str::<&serde_json::value::RawValue>(&inner)
+                .map_err(|e| bad(format!("details is not valid JSON: {e}")))?;
+        }
+        inner
+    } else {
+        text.to_string()
+    };
+    if text.contains("\\u0000") {
+        return Err(bad(
+            "details contains a NUL character, which jsonb cannot store".into(),
+        ));
+    }
+    if !text.starts_with('{') {
+        return Err(bad("details must be a JSON object".into()));
+    }
+    Ok(Some(text))
+}
+
+impl InputRow {
+    /// Checks the row against the column types and `rules`, and turns it
+    /// into the row COPY writes. The API and the file loader both come
+    /// through here, so a row one accepts the other accepts too (apart from
+    /// the writer's own bounds, [`Origin::Writer`]).
+    pub fn validate(self, rules: &Rules) -> Result<AuditRow, Invalid> {
+        let writer = match rules.origin {
+            Origin::Writer(w) => Some(w),
+            Origin::File => None,
+        };
+        if writer.is_some() {
+            for (field, set) in [
+                ("id", self.id.is_some()),
+                ("search_vector", self.search_vector.is_some()),
+            ] {
+                if set {
+                    return Err(Invalid::of(
+                        field,
+                        format!("{field} is assigned by the server and cannot be posted"),
+                    ));
                 }
             }
-            Some(text) => Some(text.to_string()),
-        };
-        if let Some(d) = &details {
-            if d.contains("\\u0000") {
-                return Err("details contains a NUL character, which jsonb cannot store".into());
+        }
+        let user_id = self
+            .user_id
+            .ok_or_else(|| Invalid::of("user_id", "user_id is missing (it is NOT NULL)"))?;
+        let action = self
+            .action
+            .ok_or_else(|| Invalid::of("action", "action is missing (it is NOT NULL)"))?;
+        if action.is_empty() {
+            return Err(Invalid::of("action", "action is empty"));
+        }
+        len_ok("action", Some(&action), MAX_ACTION)?;
+        len_ok(
+            "resource_type",
+            self.resource_type.as_deref(),
+            MAX_RESOURCE_TYPE,
+        )?;
+        len_ok("status", self.status.as_deref(), MAX_STATUS)?;
+        len_ok("severity", self.severity.as_deref(), MAX_SEVERITY)?;
+        len_ok("user_agent", self.user_agent.as_deref(), usize::MAX)?;
+        one_of("status", self.status.as_deref(), STATUSES)?;
+        one_of("severity", self.severity.as_deref(), SEVERITIES)?;
+        if let Some(ip) = &self.ip_address {
+            if !valid_inet(ip) {
+                return Err(Invalid::of(
+                    "ip_address",
+                    format!("ip_address {ip:?} is not an IPv4 or IPv6 address"),
+                ));
             }
+        }
+        // The column's DEFAULT now(), applied here so that both paths agree.
+        let created_at = match &self.created_at {
+            Some(s) => parse_time(s).map_err(|m| Invalid::of("created_at", m))?,
+            None => rules.now,
+        };
+        let details = details_text(self.details.as_deref())?;
+        if let Some(window) = writer {
+            check_writer(&action, details.as_deref(), created_at, rules.now, window)?;
         }
         Ok(AuditRow {
             user_id,
@@ -166,6 +311,82 @@ impl InputRow {
             severity: self.severity,
             created_at,
         })
+    }
+}
+
+/// What only a writer token is held to: size, time window, namespaces.
+fn check_writer(
+    action: &str,
+    details: Option<&str>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    window: Window,
+) -> Result<(), Invalid> {
+    // Case and surrounding blanks must not get around the reservation.
+    let folded = action.trim().to_lowercase();
+    if let Some(ns) = RESERVED_NAMESPACES
+        .iter()
+        .find(|ns| folded.starts_with(**ns))
+    {
+        return Err(Invalid::of(
+            "action",
+            format!(
+                "action {action:?} is in the reserved namespace {ns:?}: only strata itself writes {} events",
+                RESERVED_NAMESPACES.join(", ")
+            ),
+        ));
+    }
+    if let Some(d) = details {
+        if d.len() > MAX_DETAILS_BYTES {
+            return Err(Invalid::of(
+                "details",
+                format!(
+                    "details is {} bytes; at most {MAX_DETAILS_BYTES} are allowed",
+                    d.len()
+                ),
+            ));
+        }
+        let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+            serde_json::from_str(d).map_err(|e| Invalid::of("details", format!("details: {e}")))?;
+        if keys.contains_key(SERVER_MARKER) {
+            return Err(Invalid::of(
+                "details",
+                format!("details.{SERVER_MARKER} is set only by strata on its own events"),
+            ));
+        }
+    }
+    // Checked: a huge configured window means "no bound", not a panic.
+    let earliest = now
+        .checked_sub_signed(window.past)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest = now
+        .checked_add_signed(window.future)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if created_at < earliest || created_at > latest {
+        return Err(Invalid::of(
+            "created_at",
+            format!(
+                "created_at {} is outside the accepted window {} .. {} (now - {}, now + {}; [api] accept_past and \
+                 accept_future)",
+                created_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                human(window.past),
+                human(window.future),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `30 days`, `5 minutes`, `90 s`: the window in the unit it was likely set in.
+fn human(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        s if s > 0 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s > 0 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -230,10 +451,82 @@ impl AuditRow {
 mod tests {
     use super::*;
 
+    fn rules(origin: Origin) -> Rules {
+        Rules {
+            origin,
+            now: "2025-01-01T12:00:00Z".parse().unwrap(),
+        }
+    }
+
     fn input(json: &str) -> Result<AuditRow, String> {
-        serde_json::from_str::<InputRow>(json)
-            .map_err(|e| e.to_string())?
-            .validate()
+        parse(json)
+            .and_then(|r| r.validate(&rules(Origin::File)))
+            .map_err(|e| e.reason)
+    }
+
+    fn as_writer(json: &str) -> Result<AuditRow, Invalid> {
+        let window = Window {
+            past: chrono::Duration::days(30),
+            future: chrono::Duration::minutes(5),
+        };
+        parse(json).and_then(|r| r.validate(&rules(Origin::Writer(window))))
+    }
+
+    #[test]
+    fn the_file_loader_checks_what_the_api_checks() {
+        let e = input(r#"{"user_id":1,"action":"x","severity":"bogus"}"#).unwrap_err();
+        assert!(e.contains("severity \"bogus\" is not one of"), "{e}");
+        let e = input(r#"{"user_id":1,"action":"x","status":"weird"}"#).unwrap_err();
+        assert!(e.contains("status \"weird\""), "{e}");
+        // created_at defaults to now, as the column (and the API) does.
+        let row = input(r#"{"user_id":1,"action":"x"}"#).unwrap();
+        assert_eq!(row.created_at, rules(Origin::File).now);
+        // An export carries id and search_vector: ignored for a file, refused from a writer.
+        assert!(input(r#"{"id":3,"user_id":1,"action":"x"}"#).is_ok());
+        let e = as_writer(r#"{"id":3,"user_id":1,"action":"x"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn writers_stay_inside_the_window_and_out_of_reserved_namespaces() {
+        assert!(
+            as_writer(r#"{"user_id":1,"action":"x","created_at":"2024-12-03T12:00:00Z"}"#).is_ok()
+        );
+        let e = as_writer(r#"{"user_id":1,"action":"x","created_at":"2024-12-01T12:00:00Z"}"#)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("created_at"));
+        assert!(
+            e.reason
+                .contains("2024-12-02T12:00:00Z .. 2025-01-01T12:05:00Z"),
+            "{e}"
+        );
+        assert!(e.reason.contains("now - 30 days, now + 5 minutes"), "{e}");
+        let e = as_writer(r#"{"user_id":1,"action":"x","created_at":"2025-01-01T12:06:00Z"}"#)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("created_at"));
+        for action in [
+            "security.login_failed",
+            "admin.vacuum",
+            "strata.x",
+            " Security.auth_failed",
+        ] {
+            let e = as_writer(&format!(r#"{{"user_id":1,"action":"{action}"}}"#)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("action"), "{action}: {e}");
+        }
+        assert!(as_writer(r#"{"user_id":1,"action":"user.security.check"}"#).is_ok());
+        // The marker of strata's own events, also when spelled with an escape.
+        for details in [r#"{"_strata":"server"}"#, r#"{"_str\u0061ta":1}"#] {
+            let e = as_writer(&format!(
+                r#"{{"user_id":1,"action":"x","details":{details}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("details"), "{details}: {e}");
+        }
+        // A file may carry strata's own events (an export of the table).
+        assert!(input(
+            r#"{"user_id":1,"action":"security.auth_failed","details":{"_strata":"server"}}"#
+        )
+        .is_ok());
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("migrations/0003_ops.sql"),
     },
+    Migration {
+        version: 4,
+        name: "search",
+        sql: include_str!("migrations/0004_search.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";

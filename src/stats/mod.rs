@@ -8,7 +8,8 @@ mod queries;
 pub use indexes::{indexes, Bloated, IndexStat, BLOAT_MIN_BYTES, BLOAT_RATIO};
 pub use partitions::{partitions, PartitionStat, PartitionStats};
 pub use queries::{
-    choose_baseline, prune_snapshots, queries, snapshot, QueryReport, QueryStat, Reading, Window,
+    choose_baseline, prune_snapshots, queries, snapshot, untrack_own_statements, QueryReport,
+    QueryStat, Reading, Window,
 };
 
 use serde::Serialize;

@@ -94,7 +94,8 @@ pub fn choose_baseline(
         );
     }
     if let Some(oldest) = comparable.iter().min_by_key(|r| r.captured_at) {
-        let hours = (now - oldest.captured_at).num_minutes() as f64 / 60.0;
+        let covered =
+            crate::format::duration((now - oldest.captured_at).to_std().unwrap_or_default());
         return (
             Some(**oldest),
             Window {
@@ -103,7 +104,8 @@ pub fn choose_baseline(
                 to: now,
                 basis: "short_snapshot",
                 note: Some(format!(
-                    "no reading is {days} day(s) old yet; these numbers cover the last {hours:.1} hours, since the oldest reading"
+                    "no reading is {} old yet; these numbers cover the last {covered}, since the oldest reading",
+                    days_text(days)
                 )),
             },
         );
@@ -122,6 +124,50 @@ pub fn choose_baseline(
             ),
         },
     )
+}
+
+fn days_text(days: u32) -> String {
+    if days == 1 {
+        "1 day".into()
+    } else {
+        format!("{days} days")
+    }
+}
+
+impl Window {
+    /// The window in words, for people (`basis` is for programs).
+    pub fn summary(&self) -> String {
+        match self.basis {
+            "snapshot" => format!("the last {}", days_text(self.requested_days)),
+            "short_snapshot" => match self.from {
+                Some(from) => format!(
+                    "the last {}, shorter than the {} asked for",
+                    crate::format::duration((self.to - from).to_std().unwrap_or_default()),
+                    days_text(self.requested_days)
+                ),
+                None => "a shorter window than asked for".into(),
+            },
+            _ => "everything since pg_stat_statements was last reset".into(),
+        }
+    }
+}
+
+/// Stops pg_stat_statements from counting this session's statements, where
+/// the role may (a superuser, or `GRANT SET ON PARAMETER
+/// pg_stat_statements.track`): strata's own reads and maintenance would
+/// otherwise crowd the application's statements out of `stats queries`.
+/// pg_stat_statements has no application_name to filter by afterwards, so
+/// the session must not be counted in the first place. Without the
+/// privilege nothing changes (and nothing is logged on the server); strata's
+/// statements are then recognised by their `/* strata */` marker.
+pub async fn untrack_own_statements(client: &Client) {
+    let sql = "/* strata */ SELECT pg_catalog.set_config('pg_stat_statements.track', 'none', false)
+                 FROM pg_catalog.pg_settings
+                WHERE name = 'pg_stat_statements.track'
+                  AND pg_catalog.has_parameter_privilege('pg_stat_statements.track', 'SET')";
+    if let Err(e) = client.batch_execute(sql).await {
+        tracing::debug!(error = %e, "could not stop pg_stat_statements tracking this session");
+    }
 }
 
 /// The view and its `_info` companion, schema-qualified.
@@ -433,7 +479,26 @@ mod tests {
         let (b, w) = choose_baseline(&rs, None, at(10, 12), 7);
         assert_eq!(b.unwrap().captured_at, at(10, 6));
         assert_eq!(w.basis, "short_snapshot");
-        assert!(w.note.unwrap().contains("6.0 hours"));
+        assert_eq!(
+            w.summary(),
+            "the last 6h 00m, shorter than the 7 days asked for"
+        );
+        let note = w.note.unwrap();
+        assert!(
+            note.contains("no reading is 7 days old yet; these numbers cover the last 6h 00m"),
+            "{note}"
+        );
+        // Minutes old: never "the last 0.0 hours".
+        let now = at(10, 6) + Duration::seconds(90);
+        let (_, w) = choose_baseline(&rs, None, now, 1);
+        assert!(w.note.unwrap().contains("the last 1m 30s"));
+        let (_, w) = choose_baseline(&[reading(1, 0, None)], None, at(10, 12), 1);
+        assert_eq!(w.summary(), "the last 1 day");
+        let (_, w) = choose_baseline(&[], None, at(10, 12), 1);
+        assert_eq!(
+            w.summary(),
+            "everything since pg_stat_statements was last reset"
+        );
     }
 
     #[test]

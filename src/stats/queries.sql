@@ -16,5 +16,10 @@ SELECT s.userid, s.dbid, s.queryid, min(s.query),
    -- strata's own maintenance and DDL (tracked with track_utility) are not
    -- the application's queries.
    AND s.query !~* '^\s*(vacuum|analyze|reindex|explain|create|alter|drop|copy|lock|truncate|cluster)\M'
-   AND s.query !~ '^\s*-- strata'
+   -- Nor are its reads and writes: its sessions are not counted where the
+   -- role may say so (stats::untrack_own_statements), and its statements
+   -- start with a `/* strata */` (or `-- strata`) marker, which
+   -- pg_stat_statements keeps in the text. There is no application_name in
+   -- pg_stat_statements to filter on instead.
+   AND s.query !~ '^\s*(--\s*strata\M|/\*\s*strata\s*\*/)'
  GROUP BY s.userid, s.dbid, s.queryid;
