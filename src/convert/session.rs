@@ -187,26 +187,7 @@ pub(super) async fn blockers(client: &Client, spec: &TableSpec) -> String {
     }
 }
 
-/// Runs statements in order; a failure inside BEGIN … COMMIT rolls back.
-pub(super) async fn run_statements(client: &Client, stmts: &[Statement]) -> Result<(), DbError> {
-    let mut in_tx = false;
-    for s in stmts {
-        if let Err(e) = client.batch_execute(&s.to_string()).await {
-            if in_tx {
-                let _ = client.batch_execute("ROLLBACK").await;
-            }
-            let text = s.to_string();
-            let shown: String = text.chars().take(120).collect();
-            return Err(DbError::query(format!("running `{shown}`"))(e));
-        }
-        match s {
-            Statement::Begin => in_tx = true,
-            Statement::Commit => in_tx = false,
-            Statement::Sql(_) => {}
-        }
-    }
-    Ok(())
-}
+pub(super) use crate::db::run_statements;
 
 /// One lock-taking transaction under the lock policy (short lock_timeout,
 /// retried only on SQLSTATE 55P03): `pre` outside it, then BEGIN,

@@ -9,7 +9,7 @@ mod sql;
 pub use blockers::{blockers, describe as describe_blockers, Blocker};
 pub use ident::{literal, Ident, IdentError, QualifiedName, MAX_IDENT_BYTES};
 pub use retry::{is_lock_timeout, LockPolicy};
-pub use sql::{DollarQuoted, Statement};
+pub use sql::{run_statements, DollarQuoted, Statement};
 
 use tokio_postgres::{Client, NoTls};
 

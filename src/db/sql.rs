@@ -65,6 +65,44 @@ impl fmt::Display for Statement {
     }
 }
 
+/// Runs a step's statements in order. A failure inside `Begin … Commit`
+/// rolls the transaction back, so a timed-out attempt leaves nothing half
+/// made; the error names the statement.
+pub async fn run_statements(
+    client: &tokio_postgres::Client,
+    stmts: &[Statement],
+) -> Result<(), super::DbError> {
+    let mut in_tx = false;
+    for s in stmts {
+        if let Err(e) = client.batch_execute(&s.to_string()).await {
+            if in_tx {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            let text = s.to_string();
+            let shown: String = text.chars().take(160).collect();
+            return Err(super::DbError::query(format!("running `{shown}`"))(e));
+        }
+        match s {
+            Statement::Begin => in_tx = true,
+            Statement::Commit => in_tx = false,
+            Statement::Sql(_) => {}
+        }
+    }
+    Ok(())
+}
+
+impl From<String> for Statement {
+    /// Text steps of older builders: `BEGIN` and `COMMIT` become the typed
+    /// boundaries, anything else one statement.
+    fn from(s: String) -> Statement {
+        match s.as_str() {
+            "BEGIN" => Statement::Begin,
+            "COMMIT" => Statement::Commit,
+            _ => Statement::Sql(s),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

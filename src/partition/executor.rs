@@ -193,7 +193,7 @@ async fn apply_locked(
         let error = match run_step(client, &ctx, step).await {
             Ok(()) => None,
             Err(PartitionError::Db(e @ DbError::LockTimeout { .. })) => {
-                let holders = lock_holders(client, &spec.name, ctx.default.as_ref()).await;
+                let holders = db::describe_blockers(&db::blockers(client, &spec.name).await);
                 Some(format!("{e}; {holders}"))
             }
             Err(e) => Some(e.to_string()),
@@ -330,90 +330,14 @@ pub fn describe(step: &Step) -> String {
     }
 }
 
-/// Runs the statements of one step (any module's DDL uses this). Statements between BEGIN and COMMIT form
-/// one transaction; on any error it is rolled back, so a timed-out attempt
-/// leaves no half-made partition.
+/// Runs the statements of one step (any module's DDL uses this), through
+/// [`db::run_statements`], and resets the session's `lock_timeout` the
+/// step set to the session default afterwards.
 pub async fn run_statements(client: &Client, sql: &[String]) -> Result<(), DbError> {
-    let mut in_tx = false;
-    for stmt in sql {
-        if let Err(e) = client.batch_execute(stmt).await {
-            if in_tx {
-                let _ = client.batch_execute("ROLLBACK").await;
-            }
-            let _ = client.batch_execute("RESET lock_timeout").await;
-            return Err(DbError::query(format!("running `{}`", truncate(stmt)))(e));
-        }
-        match stmt.as_str() {
-            "BEGIN" => in_tx = true,
-            "COMMIT" => in_tx = false,
-            _ => {}
-        }
-    }
-    client
-        .batch_execute("RESET lock_timeout")
-        .await
-        .map_err(DbError::query("resetting lock_timeout"))?;
-    Ok(())
-}
-
-fn truncate(s: &str) -> String {
-    if s.len() <= 160 {
-        s.to_string()
-    } else {
-        let mut end = 160;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    }
-}
-
-/// Who holds locks on the table (or its default partition), for the error of
-/// a step that gave up waiting: the operator needs the session to look at.
-async fn lock_holders(
-    client: &Client,
-    parent: &QualifiedName,
-    default: Option<&QualifiedName>,
-) -> String {
-    let default = default.map(|d| d.to_string()).unwrap_or_default();
-    let rows = client
-        .query(
-            "SELECT l.pid, l.mode, l.relation::regclass::text, coalesce(a.application_name, ''),
-                    coalesce(a.state, ''), left(coalesce(a.query, ''), 80),
-                    coalesce(extract(epoch FROM now() - a.xact_start), 0)::int8
-               FROM pg_catalog.pg_locks l
-               JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-              WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid()
-                AND l.relation IN (to_regclass($1), to_regclass(nullif($2, '')))
-              ORDER BY a.xact_start",
-            &[&parent.to_string(), &default],
-        )
-        .await;
-    match rows {
-        Ok(rows) if !rows.is_empty() => {
-            let held: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    format!(
-                        "pid {} holds {} on {} ({}{}, transaction open {} s: {})",
-                        r.get::<_, i32>(0),
-                        r.get::<_, String>(1),
-                        r.get::<_, String>(2),
-                        r.get::<_, String>(4),
-                        match r.get::<_, String>(3) {
-                            a if a.is_empty() => String::new(),
-                            a => format!(", application {a}"),
-                        },
-                        r.get::<_, i64>(6),
-                        r.get::<_, String>(5)
-                    )
-                })
-                .collect();
-            held.join("; ")
-        }
-        Ok(_) => "the conflicting lock was released before it could be identified".into(),
-        Err(e) => format!("could not list the lock holders: {e}"),
-    }
+    let stmts: Vec<db::Statement> = sql.iter().cloned().map(db::Statement::from).collect();
+    let result = db::run_statements(client, &stmts).await;
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    result
 }
 
 /// With a default partition, ATTACH takes ACCESS EXCLUSIVE on it, and an
