@@ -28,6 +28,8 @@ use safe_fs::Dir;
 pub const DEFAULT_DATABASE: &str = "strata";
 const STATE_FILE: &str = "cluster.json";
 const LOCK_FILE: &str = "cluster.lock";
+/// The password for clients, in libpq's password-file format.
+const PGPASS_FILE: &str = "pgpass";
 /// Unix socket paths are limited to ~108 bytes including `/.s.PGSQL.NNNNN`.
 const MAX_SOCKET_DIR_LEN: usize = 80;
 
@@ -109,10 +111,20 @@ impl ClusterState {
     pub fn log_file(&self) -> PathBuf {
         self.base_dir.join("postgres.log")
     }
+    /// The URL with the password, for connecting; never print it.
     pub fn url(&self, database: &str) -> String {
         format!(
             "postgresql://{}:{}@127.0.0.1:{}/{}",
             self.user, self.password, self.port, database
+        )
+    }
+
+    /// The URL without the password, for showing: clients find the password
+    /// in the `PGPASSFILE` that [`LocalCluster::write_pgpass`] writes.
+    pub fn public_url(&self, database: &str) -> String {
+        format!(
+            "postgresql://{}@127.0.0.1:{}/{}",
+            self.user, self.port, database
         )
     }
 }
@@ -424,10 +436,26 @@ impl LocalCluster {
         Ok(Status {
             running: pg_ctl_status(&state)?,
             initialized: state.data_dir().join("PG_VERSION").exists(),
-            url: Some(state.url(DEFAULT_DATABASE)),
+            url: Some(state.public_url(DEFAULT_DATABASE)),
             data_dir: Some(state.data_dir()),
             log_file: Some(state.log_file()),
         })
+    }
+
+    /// Writes `home/pgpass` (mode 600) with the cluster's password, for
+    /// `PGPASSFILE`, and returns its path.
+    pub fn write_pgpass(&self, state: &ClusterState) -> Result<PathBuf, ClusterError> {
+        let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+        let line = format!(
+            "127.0.0.1:{}:*:{}:{}\n",
+            state.port,
+            escape(&state.user),
+            escape(&state.password)
+        );
+        let path = std::path::absolute(self.home.join(PGPASS_FILE))
+            .map_err(io("resolving the strata home"))?;
+        write_private(&path, line.as_bytes())?;
+        Ok(path)
     }
 
     /// Stops the cluster and deletes its data and state.
@@ -441,7 +469,7 @@ impl LocalCluster {
                 }
             }
         }
-        for file in [STATE_FILE, LOCK_FILE] {
+        for file in [STATE_FILE, LOCK_FILE, PGPASS_FILE] {
             let _ = fs::remove_file(self.home.join(file));
         }
         Ok(())
