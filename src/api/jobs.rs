@@ -165,6 +165,16 @@ impl JobRunner {
         let finished = self.finished.clone();
         self.tracker.spawn(async move {
             let mut client = client;
+            // A job is no request: it outlives its request, and the API
+            // sessions' statement and lock limits are not its own (each
+            // step sets what it needs).
+            super::inflight::release(&client);
+            if let Err(e) = client
+                .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")
+                .await
+            {
+                tracing::warn!(job = id, error = %e, "could not lift the request limits");
+            }
             let cancel_query = client.cancel_token();
             let outcome = tokio::select! {
                 r = execute(&mut client, &work) => r,
