@@ -170,7 +170,9 @@ impl JobRunner {
             // step sets what it needs).
             super::inflight::release(&client);
             if let Err(e) = client
-                .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")
+                .batch_execute(
+                    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+                )
                 .await
             {
                 tracing::warn!(job = id, error = %e, "could not lift the request limits");
