@@ -165,7 +165,7 @@ pub async fn run(
 
     if json {
         return print_json(&json!({
-            "url": target.url,
+            "url": crate::db::redact_url(&target.url),
             "rows": total_rows,
             "loaded": loaded,
             "partitions": parts,
@@ -216,8 +216,13 @@ pub async fn run(
         println!("  {l}");
     }
     println!(
-        "\nNext:\n  psql '{}'\n  strata report            # what to fix, with the command for each\n  strata health\n  strata stats partitions\n  strata partitions plan --now {}   # what maintenance would do next month (a preview: nothing changes)",
-        target.url,
+        "\nNext:\n  psql {}\n  strata report            # what to fix, with the command for each\n  strata health\n  strata stats partitions\n  strata partitions plan --now {}   # what maintenance would do next month (a preview: nothing changes)",
+        // Never the password itself: the local one comes from `local url`.
+        if target.local {
+            "\"$(strata local url --show-password)\"".to_string()
+        } else {
+            format!("'{}'", crate::db::redact_url(&target.url))
+        },
         (now + Months::new(1)).format("%Y-%m-%d")
     );
     Ok(())

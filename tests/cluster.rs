@@ -36,7 +36,36 @@ fn start_is_idempotent_survives_a_stale_pid_file_and_destroy_cleans_up() {
 
     let started = json(&strata(&home, &["--json", "local", "start"]));
     let url = started["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("postgresql://postgres:"), "{url}");
+    assert!(url.starts_with("postgresql://postgres@127.0.0.1:"), "{url}");
+    // The password is printed by no command unless asked for.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("cluster.json")).unwrap()).unwrap();
+    let password = state["password"].as_str().unwrap().to_string();
+    let shown = json(&strata(&home, &["--json", "local", "url"]));
+    assert_eq!(shown["url"], url.as_str());
+    let pgpass = PathBuf::from(shown["pgpassfile"].as_str().unwrap());
+    let line = std::fs::read_to_string(&pgpass).unwrap();
+    assert!(line.ends_with(&format!(":postgres:{password}\n")), "{line}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pgpass).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let plain = strata(&home, &["local", "url"]);
+    let status_text = strata(&home, &["local", "status"]);
+    for out in [&plain, &status_text] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && !all.contains(&password), "{all}");
+    }
+    let full = json(&strata(
+        &home,
+        &["--json", "local", "url", "--show-password"],
+    ));
+    assert!(full["url"].as_str().unwrap().contains(&password));
     let again = json(&strata(&home, &["--json", "local", "start"]));
     assert_eq!(
         again["url"],

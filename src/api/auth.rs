@@ -16,6 +16,9 @@ use super::events::{self, RequestContext};
 use super::tokens::{self, Principal, Role};
 use super::AppState;
 
+/// What every refused token is told.
+pub const INVALID_TOKEN: &str = "the bearer token is not valid";
+
 /// The role a route requires.
 pub trait Requirement {
     const ROLE: Role;
@@ -79,10 +82,9 @@ impl<R: Requirement> FromRequestParts<AppState> for Auth<R> {
                     .events
                     .refused(&ctx, events::AUTH_FAILED, refused.as_str(), 0)
                     .await;
-                return Err(AppError::Unauthorized(format!(
-                    "{}: the bearer token is not valid",
-                    refused.as_str()
-                )));
+                // One message whatever the reason (the event keeps it): a
+                // caller must not learn that a token existed and was revoked.
+                return Err(AppError::Unauthorized(INVALID_TOKEN.into()));
             }
         };
         drop(client);

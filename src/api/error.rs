@@ -113,6 +113,7 @@ impl IntoResponse for AppError {
             other => other.to_string(),
         };
         let unauthorized = matches!(self, AppError::Unauthorized(_));
+        let retry = matches!(self, AppError::Unavailable(_) | AppError::Timeout(_));
         let rows = match self {
             AppError::InvalidRows(_, rows) => Some(rows),
             _ => None,
@@ -125,6 +126,13 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if retry {
+            // Busy, not broken: tell well-behaved clients when to come back.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if unauthorized {
             // RFC 6750: say which scheme would have worked.
             response.headers_mut().insert(
@@ -136,9 +144,24 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Seconds a client is asked to wait after a 503.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
-        AppError::Internal(e.to_string())
+        use tokio_postgres::error::SqlState;
+        // The session limits (lock_timeout, statement_timeout, a cancelled
+        // statement) mean the database is busy, not that the request is bad.
+        match e.code() {
+            Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED => {
+                tracing::warn!(error = %e, "a request hit its database time limit");
+                AppError::Unavailable(
+                    "the database is busy (a lock or statement time limit was reached); try again"
+                        .into(),
+                )
+            }
+            _ => AppError::Internal(e.to_string()),
+        }
     }
 }
 

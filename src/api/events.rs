@@ -2,12 +2,16 @@
 //! (`admin.vacuum`, `admin.token_create`, …) and refused requests
 //! (`security.auth_failed`, `security.forbidden`).
 //!
-//! Refusals are aggregated per source, action and minute: the first one of
-//! each is written at once, so it is visible while the attack goes on, and
-//! the rest are counted in memory and written as one row with a `count`
-//! when the minute is over (or the server stops). A flood of bad tokens
-//! from one address thus costs at most two rows a minute, and its requests
-//! never wait on the database after the first.
+//! Refusals are aggregated per source network (/24 for IPv4, /64 for IPv6:
+//! one host easily holds a whole /64, and rotating through it must not buy
+//! a row per address), action and minute: the first one of each is written
+//! at once, so it is visible while the attack goes on, and the rest are
+//! counted in memory and written as one row with a `count` when the minute
+//! is over (or the server stops). At most [`MAX_SOURCES_PER_MINUTE`]
+//! sources get their own entry in a minute; refusals from any further one
+//! go into a single overflow row for that minute. A flood thus writes at
+//! most [`MAX_ROWS_PER_MINUTE`] + 1 rows a minute however many addresses
+//! it comes from, and its requests rarely wait on the database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -23,9 +27,16 @@ use crate::db::{DbError, QualifiedName};
 
 pub const AUTH_FAILED: &str = "security.auth_failed";
 pub const FORBIDDEN: &str = "security.forbidden";
+/// The row that counts the refusals of sources beyond the minute's budget.
+pub const OVERFLOW: &str = "security.refusals_overflow";
 
-/// Distinct (source, action, minute) entries kept in memory at most; beyond
-/// that, new sources share one entry so that spoofed variety cannot grow it.
+/// Sources (network, action) with an entry of their own per minute.
+pub const MAX_SOURCES_PER_MINUTE: usize = 50;
+/// Each such source writes at most two rows a minute (its first refusal,
+/// then the sum of the rest); the overflow row comes on top.
+pub const MAX_ROWS_PER_MINUTE: usize = 2 * MAX_SOURCES_PER_MINUTE;
+/// Distinct entries kept in memory at most (a stalled flusher cannot let
+/// it grow past this either).
 const MAX_PENDING: usize = 10_000;
 /// Paths remembered per aggregated entry, as examples.
 const MAX_PATHS: usize = 5;
@@ -65,10 +76,20 @@ impl RequestContext {
         }
     }
 
+    /// The source network: the /24 of an IPv4 address, the /64 of an IPv6 one.
     fn source(&self) -> String {
-        self.ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "unknown".into())
+        match self.ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+            None => "unknown".into(),
+        }
     }
 }
 
@@ -183,6 +204,8 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Refusals {
     pending: Mutex<HashMap<Key, Pending>>,
+    /// Entries made per minute (only recent minutes are kept).
+    made: Mutex<BTreeMap<i64, usize>>,
 }
 
 fn minute_now() -> i64 {
@@ -194,13 +217,37 @@ impl Refusals {
     /// and minute, which the caller then writes at once.
     fn note(&self, ctx: &RequestContext, action: &'static str, reason: &str, minute: i64) -> bool {
         let mut pending = self.pending.lock().expect("refusal counter poisoned");
-        let mut key = Key {
+        let key = Key {
             source: ctx.source(),
             action,
             minute,
         };
-        if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
-            key.source = "other sources".into();
+        if !pending.contains_key(&key) {
+            let mut made = self.made.lock().expect("refusal counter poisoned");
+            made.retain(|m, _| *m >= minute - 2);
+            let n = made.entry(minute).or_default();
+            if *n >= MAX_SOURCES_PER_MINUTE || pending.len() >= MAX_PENDING {
+                // Over budget: counted in the minute's one overflow row,
+                // which is only written when the minute is over.
+                let over = pending
+                    .entry(Key {
+                        source: "overflow".into(),
+                        action: OVERFLOW,
+                        minute,
+                    })
+                    .or_default();
+                over.count += 1;
+                *over
+                    .reasons
+                    .entry(format!("{action}: {reason}"))
+                    .or_default() += 1;
+                if over.paths.len() < MAX_PATHS && !over.paths.contains(&key.source) {
+                    // For the overflow row, examples of sources rather than paths.
+                    over.paths.push(key.source);
+                }
+                return false;
+            }
+            *n += 1;
         }
         match pending.get_mut(&key) {
             None => {
@@ -301,13 +348,18 @@ impl SecurityEvents {
         let n = due.len();
         for (key, p) in due {
             let from = chrono::DateTime::from_timestamp(key.minute * 60, 0).unwrap_or_default();
+            let examples = if key.action == OVERFLOW {
+                "sources"
+            } else {
+                "paths"
+            };
             let details = json!({
                 "count": p.count,
                 "aggregated": true,
                 "source": key.source,
                 "minute": from,
                 "reasons": p.reasons,
-                "paths": p.paths,
+                examples: p.paths,
             });
             self.record(Event {
                 action: key.action.to_string(),
@@ -345,14 +397,16 @@ mod tests {
         for _ in 0..999 {
             assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100));
         }
-        assert!(r.note(&ctx("10.0.0.2"), AUTH_FAILED, "unknown token", 100));
+        // Same /24: the same source.
+        assert!(!r.note(&ctx("10.0.0.2"), AUTH_FAILED, "unknown token", 100));
+        assert!(r.note(&ctx("10.0.1.2"), AUTH_FAILED, "unknown token", 100));
         assert!(r.note(&ctx("10.0.0.1"), FORBIDDEN, "role", 100));
         assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
         // Minute 100 is over at 101: only entries with more than the first are written.
         let due = r.take(false, 101);
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].1.count, 999);
-        assert_eq!(due[0].1.reasons["unknown token"], 999);
+        assert_eq!(due[0].1.count, 1000);
+        assert_eq!(due[0].1.reasons["unknown token"], 1000);
         assert!(r.take(false, 101).is_empty());
         // Minute 101's entry stays until it is over or everything is flushed.
         assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
@@ -363,6 +417,43 @@ mod tests {
     fn nul_characters_become_storable() {
         let v = storable(&json!({"table_name": "a\u{0}b", "n": 1}));
         assert_eq!(v, json!({"table_name": "a\u{fffd}b", "n": 1}));
+    }
+
+    /// Rows a flood would write in one minute: each first refusal at once,
+    /// then one per entry with more.
+    fn rows_for(addresses: impl Iterator<Item = String>) -> (usize, u64) {
+        let r = Refusals::default();
+        let mut rows = 0;
+        let mut refusals = 0;
+        for ip in addresses {
+            refusals += 1;
+            if r.note(&ctx(&ip), AUTH_FAILED, "unknown token", 9) {
+                rows += 1;
+            }
+        }
+        let due = r.take(true, 9);
+        let counted: u64 = due.iter().map(|(_, p)| p.count).sum::<u64>() + rows as u64;
+        assert_eq!(counted, refusals, "every refusal is counted once");
+        (rows + due.len(), refusals)
+    }
+
+    #[test]
+    fn thousands_of_addresses_write_a_bounded_number_of_rows() {
+        // 3,000 addresses in 3,000 different /24s.
+        let v4 = (0..3000).map(|i| format!("10.{}.{}.9", i / 256, i % 256));
+        let (rows, n) = rows_for(v4);
+        assert_eq!(n, 3000);
+        assert!(rows <= MAX_ROWS_PER_MINUTE + 1, "{rows} rows");
+        // IPv6 rotation inside one /64 is one source...
+        let one_net = (0..5000).map(|i| format!("2001:db8:1:2::{i:x}"));
+        assert_eq!(rows_for(one_net).0, 2);
+        // ... and across /64s it meets the same budget.
+        let many_nets = (0..10_000).map(|i| format!("2001:db8:{i:x}::1"));
+        let (rows, _) = rows_for(many_nets);
+        assert!(rows <= MAX_ROWS_PER_MINUTE + 1, "{rows} rows");
+        // An IPv4-mapped IPv6 address is its IPv4 network.
+        let mapped = ["::ffff:192.0.2.1", "192.0.2.200"].map(String::from);
+        assert_eq!(rows_for(mapped.into_iter()).0, 2);
     }
 
     #[test]

@@ -73,6 +73,21 @@ impl JobRunner {
         let finished = self.finished.clone();
         self.tracker.spawn(async move {
             let mut client = client;
+            // A job is no request: it outlives its request, and the API
+            // sessions' limits are not its own. It gets strata's session
+            // defaults, as from the CLI; the runtime lifts the statement
+            // limit for long work and each step bounds its lock waits.
+            super::inflight::release(&client);
+            if let Err(e) = client
+                .batch_execute(&format!(
+                    "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = 0",
+                    crate::db::SESSION_STATEMENT_TIMEOUT_MS,
+                    crate::db::SESSION_LOCK_TIMEOUT_MS
+                ))
+                .await
+            {
+                tracing::warn!(job = id, error = %e, "could not lift the request limits");
+            }
             let cancel_query = client.cancel_token();
             let mut quiet = |_: &ops::Progress| {};
             let outcome = tokio::select! {

@@ -36,8 +36,25 @@ pub struct Metrics {
     refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// Methods that get their own series; any other (a client may send any
+/// token as a method) is counted as `other`, so labels stay a fixed set.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 impl Metrics {
+    /// Counts a request. `route` is a route template or `unmatched`, never a
+    /// raw path; the method is folded into a fixed set.
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         *self
             .requests
             .lock()

@@ -13,14 +13,16 @@ pub mod audit_query;
 mod auth;
 mod error;
 pub mod events;
+mod inflight;
 mod jobs;
 mod maintenance;
 mod metrics;
+mod redact;
+mod server;
 mod stats;
 mod system;
 pub mod tokens;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -61,6 +63,36 @@ pub struct ServeOptions {
     pub job_grace: Duration,
     /// Database connections at most; running jobs hold one each.
     pub pool_size: usize,
+    /// `statement_timeout` of API sessions: a statement whose cancel request
+    /// got lost still ends on its own (by default with its request).
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of API sessions: a request never waits longer than
+    /// this in a lock queue (it is answered 503 with Retry-After instead).
+    pub lock_timeout: Duration,
+    /// How long a request waits for a free pooled connection before a 503.
+    pub pool_wait: Duration,
+    /// A client must send a request's head within this (slowloris).
+    pub header_timeout: Duration,
+    /// Open connections at most; more are closed as they arrive.
+    pub max_connections: usize,
+    /// A kept-alive connection is closed (gracefully) after this long.
+    pub max_connection_age: Duration,
+}
+
+impl ServeOptions {
+    /// Startup options of every pooled session. RESET ALL (the pool's
+    /// recycling) returns to these, so a handler cannot leave them lifted.
+    /// `client_connection_check_interval` makes a backend notice a closed
+    /// connection while it waits.
+    fn session_options(&self) -> String {
+        format!(
+            "-c statement_timeout={} -c lock_timeout={} -c client_connection_check_interval=1000 \
+             -c idle_in_transaction_session_timeout={}",
+            self.statement_timeout.as_millis().max(1),
+            self.lock_timeout.as_millis().max(1),
+            self.request_timeout.as_millis().max(1),
+        )
+    }
 }
 
 impl Default for ServeOptions {
@@ -71,6 +103,14 @@ impl Default for ServeOptions {
             body_limit: 16 * 1024 * 1024,
             job_grace: Duration::from_secs(30),
             pool_size: 16,
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            pool_wait: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            // Below the usual 1024-descriptor limit, leaving room for the
+            // pool, the log and jobs.
+            max_connections: 512,
+            max_connection_age: Duration::from_secs(300),
         }
     }
 }
@@ -106,9 +146,22 @@ impl AppState {
     }
 }
 
-/// A connection pool for `url`. Connections are tagged
-/// `application_name=strata`, like every other strata session.
+/// A connection pool for `url` with the default [`ServeOptions`] limits.
 pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
+    pool_with(
+        url,
+        &ServeOptions {
+            pool_size: size,
+            ..ServeOptions::default()
+        },
+    )
+}
+
+/// A connection pool for `url`. Connections are tagged
+/// `application_name=strata`, like every other strata session, and carry
+/// the request limits of `options` as session defaults.
+pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::DbError> {
+    let size = options.pool_size;
     let mut config: tokio_postgres::Config =
         url.parse().map_err(|source| crate::db::DbError::Connect {
             target: crate::db::redact_url(url),
@@ -117,6 +170,11 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
     if config.get_application_name().is_none() {
         config.application_name("strata");
     }
+    let session = match config.get_options() {
+        Some(theirs) => format!("{theirs} {}", options.session_options()),
+        None => options.session_options(),
+    };
+    config.options(&session);
     // Clean, not Fast: a handler cut off by the request timeout may leave a
     // session setting behind (health sets lock_timeout); RESET ALL and
     // pg_advisory_unlock_all on the way back into the pool undo it.
@@ -130,8 +188,18 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
     Ok(Pool::builder(manager)
         .max_size(size.max(2))
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(options.pool_wait))
         .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .post_create(deadpool_postgres::Hook::sync_fn(|w, _| {
+            inflight::checkout(w)
+        }))
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
+            inflight::before_recycle(w)
+        }))
+        .post_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
+            inflight::checkout(w)
+        }))
         .build()
         .expect("the runtime is set, so building the pool cannot fail"))
 }
@@ -205,12 +273,62 @@ impl MakeRequestId for NextRequestId {
     }
 }
 
+/// A request's work, which cancels its statements when it is dropped
+/// unfinished (timed out, or its client went away). The scope is abandoned
+/// in `drop` before the work itself is dropped, so its connections are
+/// marked before they return to the pool.
+struct RequestWork<F> {
+    scope: inflight::Scope,
+    done: bool,
+    future: std::pin::Pin<Box<F>>,
+}
+
+impl<F> Drop for RequestWork<F> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.scope.abandon();
+        }
+    }
+}
+
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.options.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => AppError::Timeout(limit.as_millis()).into_response(),
+    let scope = inflight::Scope::new();
+    let mut work = RequestWork {
+        scope: scope.clone(),
+        done: false,
+        future: Box::pin(scope.run(next.run(req))),
+    };
+    match tokio::time::timeout(limit, &mut work.future).await {
+        Ok(r) => {
+            work.done = true;
+            r
+        }
+        Err(_) => {
+            drop(work);
+            AppError::Timeout(limit.as_millis()).into_response()
+        }
     }
+}
+
+/// Longest client-supplied `x-request-id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `x-request-id` is echoed and stored in security events, so
+/// only a short, plain one is kept; anything else is dropped and replaced
+/// by the server's own.
+async fn plain_request_id(mut req: Request) -> Request {
+    let plain = req.headers().get("x-request-id").is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    });
+    if !plain {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 async fn not_found(State(state): State<AppState>, req: Request) -> AppError {
@@ -264,6 +382,7 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(ids))
+        .layer(middleware::map_request(plain_request_id))
         .with_state(state)
 }
 
@@ -286,10 +405,7 @@ pub async fn serve(
             events.flush(false).await;
         }
     });
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = server::run(app(state.clone()), listener, &state.options, shutdown).await;
     tracing::info!("no longer accepting requests; waiting for running jobs");
     state.jobs.shutdown(state.options.job_grace).await;
     flusher.abort();

@@ -12,8 +12,18 @@ use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
 use super::error::{ApiResult, AppError, AppQuery, ErrorBody};
+use super::tokens::{Principal, Role};
 use super::AppState;
 use crate::{health, report, stats};
+
+/// Other sessions' SQL text, whole for admins and without literals for
+/// everyone else (it can hold any value an application sent).
+fn shown_to(principal: &Principal, mut doc: Value) -> Value {
+    if principal.role != Role::Admin {
+        super::redact::for_reader(&mut doc);
+    }
+    doc
+}
 
 /// Longest query-statistics window, in days.
 const MAX_DAYS: u32 = 365;
@@ -89,7 +99,7 @@ fn days(days: Option<u32>) -> ApiResult<u32> {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ))]
 async fn queries(
-    _auth: Auth<Reader>,
+    auth: Auth<Reader>,
     State(state): State<AppState>,
     AppQuery(p): AppQuery<QueriesParams>,
 ) -> ApiResult<Json<Value>> {
@@ -103,7 +113,8 @@ async fn queries(
     }
     let client = state.pool.get().await?;
     let r = stats::queries(&client, &state.config.tables, days, limit).await?;
-    Ok(Json(serde_json::to_value(r).map_err(AppError::internal)?))
+    let doc = serde_json::to_value(r).map_err(AppError::internal)?;
+    Ok(Json(shown_to(&auth.principal, doc)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -121,7 +132,7 @@ pub struct ReportParams {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ))]
 async fn report(
-    _auth: Auth<Reader>,
+    auth: Auth<Reader>,
     State(state): State<AppState>,
     AppQuery(p): AppQuery<ReportParams>,
 ) -> ApiResult<Json<Value>> {
@@ -130,7 +141,8 @@ async fn report(
     let r = report::build(&mut client, &state.config.tables, chrono::Utc::now(), days)
         .await
         .map_err(AppError::internal)?;
-    Ok(Json(serde_json::to_value(r).map_err(AppError::internal)?))
+    let doc = serde_json::to_value(r).map_err(AppError::internal)?;
+    Ok(Json(shown_to(&auth.principal, doc)))
 }
 
 /// Health checks graded against `[health]`; `status` is the worst of them.
@@ -140,7 +152,7 @@ async fn report(
         (status = 200, description = "`status`, `checked_at`, `checks[]`", body = Object),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ))]
-async fn health(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn health(auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let mut client = state.pool.get().await?;
     let r = health::check(
         &mut client,
@@ -150,7 +162,8 @@ async fn health(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult
     )
     .await
     .map_err(AppError::internal)?;
-    Ok(Json(serde_json::to_value(r).map_err(AppError::internal)?))
+    let doc = serde_json::to_value(r).map_err(AppError::internal)?;
+    Ok(Json(shown_to(&auth.principal, doc)))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

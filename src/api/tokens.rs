@@ -85,6 +85,9 @@ pub enum Refused {
     Malformed,
     Unknown,
     Revoked,
+    /// The stored role is none strata knows (a newer version's, or edited
+    /// by hand): such a token gets no access at all rather than a guess.
+    UnknownRole,
 }
 
 impl Refused {
@@ -93,6 +96,7 @@ impl Refused {
             Refused::Malformed => "malformed token",
             Refused::Unknown => "unknown token",
             Refused::Revoked => "revoked token",
+            Refused::UnknownRole => "token with an unknown stored role",
         }
     }
 }
@@ -206,10 +210,13 @@ pub async fn authenticate(
     if row.get::<_, bool>(3) {
         return Ok(Err(Refused::Revoked));
     }
+    let Some(role) = Role::parse(row.get(2)) else {
+        return Ok(Err(Refused::UnknownRole));
+    };
     Ok(Ok(Principal {
         token_id: row.get(0),
         name: row.get(1),
-        role: Role::parse(row.get(2)).unwrap_or(Role::Reader),
+        role,
     }))
 }
 

@@ -10,11 +10,18 @@ pub async fn run(action: &LocalAction, json: bool) -> Result<()> {
     let cluster = LocalCluster::from_env();
     match action {
         LocalAction::Start => {
-            let target = Target::local().await?;
+            Target::local().await?;
+            // The password stays out of the output (terminals, CI logs):
+            // `strata local url` says where it is.
+            let url = cluster
+                .state()?
+                .map(|s| s.public_url(DEFAULT_DATABASE))
+                .unwrap_or_default();
             if json {
-                print_json(&json!({"running": true, "url": target.url}))
+                print_json(&json!({"running": true, "url": url}))
             } else {
-                println!("local PostgreSQL is running: {}", target.url);
+                println!("local PostgreSQL is running: {url}");
+                println!("(`strata local url` tells where its password is)");
                 Ok(())
             }
         }
@@ -52,17 +59,32 @@ pub async fn run(action: &LocalAction, json: bool) -> Result<()> {
             }
             Ok(())
         }
-        LocalAction::Url => {
+        LocalAction::Url { show_password } => {
             let state = cluster.state()?.ok_or_else(|| {
                 Error::Precondition(
                     "the local cluster is not initialized; run `strata local start`".into(),
                 )
             })?;
-            let url = state.url(DEFAULT_DATABASE);
+            if *show_password {
+                let url = state.url(DEFAULT_DATABASE);
+                return if json {
+                    print_json(&json!({"url": url}))
+                } else {
+                    println!("{url}");
+                    Ok(())
+                };
+            }
+            let url = state.public_url(DEFAULT_DATABASE);
+            let pgpass = cluster.write_pgpass(&state)?;
             if json {
-                print_json(&json!({"url": url}))
+                print_json(&json!({"url": url, "pgpassfile": pgpass}))
             } else {
                 println!("{url}");
+                eprintln!(
+                    "the password is in {} (mode 600): export PGPASSFILE={}, or pass --show-password",
+                    pgpass.display(),
+                    pgpass.display()
+                );
                 Ok(())
             }
         }

@@ -180,6 +180,12 @@ pub struct ServeArgs {
     /// At shutdown, seconds running jobs may go on before they are cancelled (and recorded as such).
     #[arg(long, default_value_t = 30)]
     pub job_grace: u64,
+    /// Open HTTP connections at most; more are closed as they arrive.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (slowloris).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
     /// Do not run the maintenance scheduler in this process (by default every `serve` runs it;
     /// several processes still run each occurrence once).
     #[arg(long)]
@@ -360,8 +366,12 @@ pub enum LocalAction {
     Stop,
     /// Say whether the cluster is running, and its URL.
     Status,
-    /// Print the connection URL.
-    Url,
+    /// Print the connection URL (without the password; it goes into a PGPASSFILE).
+    Url {
+        /// Put the password into the printed URL.
+        #[arg(long)]
+        show_password: bool,
+    },
     /// Stop the cluster and delete its data.
     Destroy {
         /// Required: the data is deleted for good.

@@ -13,11 +13,15 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
     let bind = args.bind.clone().unwrap_or_else(|| config.api.bind.clone());
     let options = ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        // No statement outlives its request, even if its cancel is lost.
+        statement_timeout: Duration::from_secs(args.request_timeout.max(1)),
         job_grace: Duration::from_secs(args.job_grace),
         pool_size: args.pool_size,
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
         ..ServeOptions::default()
     };
-    let pool = api::pool(&target.url, options.pool_size)?;
+    let pool = api::pool_with(&target.url, &options)?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on {bind}: {e}")))?;

@@ -6,9 +6,14 @@
 //! strata home is private (a home directory with mode 700, as CI clones may
 //! sit in) the cluster lives in a folder of the system temp dir instead and
 //! `cluster.json` records where.
+//!
+//! As root, every file strata writes into the server user's folders goes
+//! through `safe_fs`: the postgres OS user must not be able to turn strata
+//! into a root file-writer by planting symlinks there.
 
 mod binaries;
 mod process;
+mod safe_fs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,11 +22,14 @@ use serde::{Deserialize, Serialize};
 
 pub use binaries::find_bin_dir;
 use process::{pg_ctl_status, run_as_server_user, ServerUser};
+use safe_fs::Dir;
 
 /// Database created in the local cluster for strata's data.
 pub const DEFAULT_DATABASE: &str = "strata";
 const STATE_FILE: &str = "cluster.json";
 const LOCK_FILE: &str = "cluster.lock";
+/// The password for clients, in libpq's password-file format.
+const PGPASS_FILE: &str = "pgpass";
 /// Unix socket paths are limited to ~108 bytes including `/.s.PGSQL.NNNNN`.
 const MAX_SOCKET_DIR_LEN: usize = 80;
 
@@ -54,6 +62,11 @@ pub enum ClusterError {
         "cluster state {path} is unreadable ({message}); run `strata local destroy` to start over"
     )]
     State { path: PathBuf, message: String },
+    #[error(
+        "refusing to use {path}: {reason}. strata does not follow links or use folders others could \
+         have prepared; move it away (or run `strata local destroy`) and run the command again"
+    )]
+    UnsafePath { path: PathBuf, reason: String },
     #[error(
         "{0} holds a PostgreSQL cluster that has run before, but its state file is missing; strata will not \
          delete it. Move it away (or delete it yourself) and run the command again"
@@ -98,10 +111,20 @@ impl ClusterState {
     pub fn log_file(&self) -> PathBuf {
         self.base_dir.join("postgres.log")
     }
+    /// The URL with the password, for connecting; never print it.
     pub fn url(&self, database: &str) -> String {
         format!(
             "postgresql://{}:{}@127.0.0.1:{}/{}",
             self.user, self.password, self.port, database
+        )
+    }
+
+    /// The URL without the password, for showing: clients find the password
+    /// in the `PGPASSFILE` that [`LocalCluster::write_pgpass`] writes.
+    pub fn public_url(&self, database: &str) -> String {
+        format!(
+            "postgresql://{}@127.0.0.1:{}/{}",
+            self.user, self.port, database
         )
     }
 }
@@ -173,7 +196,7 @@ impl LocalCluster {
 
         let mut state = match self.state()? {
             Some(s) if s.data_dir().join("PG_VERSION").exists() => s,
-            _ => self.init()?,
+            previous => self.init(previous.as_ref())?,
         };
         let user = ServerUser::for_current_process()?;
         process::remove_stale_pid_file(&state.data_dir())?;
@@ -211,21 +234,17 @@ impl LocalCluster {
         Ok(state)
     }
 
-    fn init(&self) -> Result<ClusterState, ClusterError> {
+    /// Makes the data folder. `previous` is the state an interrupted init
+    /// recorded: its folders are reused, after the same checks.
+    fn init(&self, previous: Option<&ClusterState>) -> Result<ClusterState, ClusterError> {
         let bin_dir = find_bin_dir()?;
         let user = ServerUser::for_current_process()?;
-        let base_dir = self.choose_base_dir(&user)?;
-        fs::create_dir_all(&base_dir).map_err(io(format!("creating {}", base_dir.display())))?;
-        user.own_private_dir(&base_dir)?;
-        let socket_dir = if base_dir.join("run").as_os_str().len() <= MAX_SOCKET_DIR_LEN {
-            base_dir.join("run")
-        } else {
-            std::env::temp_dir().join(format!("strata-{}", short_hash(&base_dir)))
+        let owners = user.owners();
+        let (base_dir, socket_dir) = match previous {
+            Some(s) => (s.base_dir.clone(), s.socket_dir.clone()),
+            None => self.make_dirs(&user)?,
         };
-        fs::create_dir_all(&socket_dir)
-            .map_err(io(format!("creating {}", socket_dir.display())))?;
-        user.own_private_dir(&socket_dir)?;
-
+        let base = Dir::open(&base_dir, owners)?;
         let (port, port_fixed) = match std::env::var("STRATA_PG_PORT")
             .ok()
             .and_then(|p| p.parse().ok())
@@ -250,15 +269,18 @@ impl LocalCluster {
             // init but a cluster someone used.
             return Err(ClusterError::Orphaned(data));
         }
-        if data.exists() {
+        // Recorded before initdb runs, so an interrupted init finds its
+        // (randomly named) folders again instead of making new ones.
+        self.save_state(&state)?;
+        if fs::symlink_metadata(&data).is_ok() {
             // A half-made data folder from an interrupted init: initdb refuses
-            // a non-empty folder, and nothing in it is worth keeping.
-            fs::remove_dir_all(&data)
+            // a non-empty folder, and nothing in it is worth keeping. Removed
+            // through the opened base folder, so no swapped-in link redirects it.
+            fs::remove_dir_all(base.pinned_path().join("data"))
                 .map_err(io(format!("removing the incomplete {}", data.display())))?;
         }
+        base.write("initdb.pw", state.password.as_bytes(), owners)?;
         let pwfile = state.base_dir.join("initdb.pw");
-        write_private(&pwfile, state.password.as_bytes())?;
-        user.chown(&pwfile)?;
         let mut pwarg = std::ffi::OsString::from("--pwfile=");
         pwarg.push(&pwfile);
         let result = run_as_server_user(
@@ -279,30 +301,55 @@ impl LocalCluster {
             "initdb",
             &state.log_file(),
         );
-        let _ = fs::remove_file(&pwfile);
+        let _ = base.remove("initdb.pw");
         result?;
-        let conf = data.join("postgresql.conf");
-        let mut text = fs::read_to_string(&conf).map_err(io("reading postgresql.conf"))?;
+        let data_dir = base.child("data", owners)?;
+        let mut text = data_dir.read("postgresql.conf")?;
         text.push_str("\n# Settings managed by strata (rewritten on every start).\ninclude_if_exists = 'strata.conf'\n");
-        fs::write(&conf, text).map_err(io("writing postgresql.conf"))?;
+        data_dir.write("postgresql.conf", text.as_bytes(), owners)?;
         self.save_state(&state)?;
         Ok(state)
     }
 
-    /// `home/pg` when the server user can reach it, else a private folder in
-    /// the system temp dir.
-    fn choose_base_dir(&self, user: &ServerUser) -> Result<PathBuf, ClusterError> {
+    /// Creates the cluster's folder and socket folder: `home/pg` when the
+    /// server user can reach it, else a folder of the system temp dir with a
+    /// random name (a predictable one could be prepared by any local user),
+    /// created exclusively. The folders are handed to the server user last,
+    /// so nobody else can put anything in them while strata sets them up.
+    fn make_dirs(&self, user: &ServerUser) -> Result<(PathBuf, PathBuf), ClusterError> {
+        let owners = user.owners();
         let home = std::path::absolute(&self.home).map_err(io("resolving the strata home"))?;
-        if user.can_traverse(&home) {
-            return Ok(home.join("pg"));
-        }
-        let dir = std::env::temp_dir().join(format!("strata-pg-{}", short_hash(&home)));
-        tracing::info!(
-            dir = %dir.display(),
-            "the postgres user cannot reach {}; keeping the cluster in the temp dir",
-            home.display()
-        );
-        Ok(dir)
+        let (base_dir, base) = if user.can_traverse(&home) {
+            let path = home.join("pg");
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(format!("creating {}", path.display()))(e)),
+            }
+            let dir = Dir::open(&path, owners)?;
+            (path, dir)
+        } else {
+            let name = format!("strata-pg-{}", safe_fs::random_suffix());
+            let path = std::env::temp_dir().join(name);
+            tracing::info!(
+                dir = %path.display(),
+                "the postgres user cannot reach {}; keeping the cluster in the temp dir",
+                home.display()
+            );
+            let dir = safe_fs::create_exclusive(&path, owners)?;
+            (path, dir)
+        };
+        let socket_dir = if base_dir.join("run").as_os_str().len() <= MAX_SOCKET_DIR_LEN {
+            base.private_child("run", owners)?;
+            base_dir.join("run")
+        } else {
+            let suffix = safe_fs::random_suffix();
+            let path = std::env::temp_dir().join(format!("strata-{}", &suffix[..12]));
+            safe_fs::create_exclusive(&path, owners)?.hand_over(owners)?;
+            path
+        };
+        base.hand_over(owners)?;
+        Ok((base_dir, socket_dir))
     }
 
     fn write_settings(&self, state: &ClusterState, user: &ServerUser) -> Result<(), ClusterError> {
@@ -343,9 +390,11 @@ impl LocalCluster {
                 "shared_buffers = '256MB'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
             ),
         }
-        let path = state.data_dir().join("strata.conf");
-        fs::write(&path, conf).map_err(io(format!("writing {}", path.display())))?;
-        user.chown(&path)
+        // Never `fs::write` here: the postgres user owns data/ and may have
+        // made strata.conf a symlink to a root-only file.
+        let owners = user.owners();
+        let data = Dir::open(&state.base_dir, owners)?.child("data", owners)?;
+        data.write("strata.conf", conf.as_bytes(), owners)
     }
 
     pub fn stop(&self) -> Result<bool, ClusterError> {
@@ -387,10 +436,26 @@ impl LocalCluster {
         Ok(Status {
             running: pg_ctl_status(&state)?,
             initialized: state.data_dir().join("PG_VERSION").exists(),
-            url: Some(state.url(DEFAULT_DATABASE)),
+            url: Some(state.public_url(DEFAULT_DATABASE)),
             data_dir: Some(state.data_dir()),
             log_file: Some(state.log_file()),
         })
+    }
+
+    /// Writes `home/pgpass` (mode 600) with the cluster's password, for
+    /// `PGPASSFILE`, and returns its path.
+    pub fn write_pgpass(&self, state: &ClusterState) -> Result<PathBuf, ClusterError> {
+        let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+        let line = format!(
+            "127.0.0.1:{}:*:{}:{}\n",
+            state.port,
+            escape(&state.user),
+            escape(&state.password)
+        );
+        let path = std::path::absolute(self.home.join(PGPASS_FILE))
+            .map_err(io("resolving the strata home"))?;
+        write_private(&path, line.as_bytes())?;
+        Ok(path)
     }
 
     /// Stops the cluster and deletes its data and state.
@@ -404,7 +469,7 @@ impl LocalCluster {
                 }
             }
         }
-        for file in [STATE_FILE, LOCK_FILE] {
+        for file in [STATE_FILE, LOCK_FILE, PGPASS_FILE] {
             let _ = fs::remove_file(self.home.join(file));
         }
         Ok(())
@@ -468,12 +533,6 @@ fn pick_port() -> Result<u16, ClusterError> {
 
 fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-fn short_hash(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    hex::encode(&digest[..6])
 }
 
 fn random_password() -> String {

@@ -2,11 +2,12 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::safe_fs::Owners;
 use super::{io, ClusterError, ClusterState};
 
 /// Who the server runs as.
@@ -29,22 +30,16 @@ impl ServerUser {
         })
     }
 
-    pub fn chown(&self, path: &Path) -> Result<(), ClusterError> {
-        if let Some((uid, gid)) = self.switch_to {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(format!(
-                "giving {} to the postgres user",
-                path.display()
-            )))?;
+    /// Who may own the cluster's folders and who gets what strata creates
+    /// in them: the server user, or ourselves when we are not root.
+    pub fn owners(&self) -> Owners {
+        let me = nix::unistd::geteuid().as_raw();
+        Owners {
+            server: self
+                .switch_to
+                .unwrap_or((me, nix::unistd::getegid().as_raw())),
+            me,
         }
-        Ok(())
-    }
-
-    /// Makes `dir` belong to the server user with mode 700 (PostgreSQL
-    /// refuses a data folder others can read).
-    pub fn own_private_dir(&self, dir: &Path) -> Result<(), ClusterError> {
-        self.chown(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io(format!("setting permissions of {}", dir.display())))
     }
 
     /// Whether the server user can reach `path` (execute permission on each

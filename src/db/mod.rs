@@ -82,17 +82,99 @@ pub fn server_message(e: &tokio_postgres::Error) -> String {
     s
 }
 
-/// Removes the password from a connection URL so it can be shown or logged.
+/// Removes the password from a connection string so it can be shown or
+/// logged: the user-info password and a `password=` query parameter of a
+/// URL, and the `password` key of the `key=value` form (quoted or not).
+/// A `key=value` string that does not parse is shown only if it mentions
+/// no password at all.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return redact_key_values(url).unwrap_or_else(|| {
+            if url.to_ascii_lowercase().contains("password") {
+                "(a connection string with a password; not shown)".to_string()
+            } else {
+                url.to_string()
+            }
+        });
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => rest.to_string(),
+        },
+        None => rest.to_string(),
+    };
+    let Some(query) = query else {
+        return format!("{scheme}://{rest}");
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{scheme}://{rest}?{}", params.join("&"))
+}
+
+/// `key=value` pairs with the password's value replaced (libpq's syntax:
+/// values bare or in single quotes, backslash escapes). `None` when the
+/// text does not parse as pairs.
+fn redact_key_values(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    loop {
+        i = skip_ws(i);
+        if i == b.len() {
+            return Some(out);
+        }
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &s[key_start..i];
+        i = skip_ws(i);
+        if b.get(i) != Some(&b'=') || key.is_empty() {
+            return None;
+        }
+        i = skip_ws(i + 1);
+        let value_start = i;
+        if b.get(i) == Some(&b'\'') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'\\') => i += 2,
+                    Some(b'\'') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            i += 1;
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+        }
+        let value = &s[value_start..i.min(b.len())];
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if key == "password" {
+            out.push_str("password=***");
+        } else {
+            out.push_str(&format!("{key}={value}"));
+        }
     }
 }
 
@@ -196,5 +278,36 @@ mod tests {
         );
         assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
         assert_eq!(redact_url("host=/tmp dbname=x"), "host=/tmp dbname=x");
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_every_form() {
+        let cases = [
+            (
+                "host=h password=secret dbname=x",
+                "host=h password=*** dbname=x",
+            ),
+            (
+                "host=h password = 'se cret\\'s' user=u",
+                "host=h password=*** user=u",
+            ),
+            ("password='' host=h", "password=*** host=h"),
+            (
+                "postgresql://u@h/db?sslmode=require&password=secret",
+                "postgresql://u@h/db?sslmode=require&password=***",
+            ),
+            (
+                "postgres://u:secret@h:5/db?password=other",
+                "postgres://u:***@h:5/db?password=***",
+            ),
+        ];
+        for (url, shown) in cases {
+            let r = redact_url(url);
+            assert_eq!(r, shown);
+            assert!(!r.contains("secret") && !r.contains("cret"), "{r}");
+        }
+        // Unparseable but mentioning a password: nothing of it is shown.
+        let r = redact_url("host=h password='unterminated secret");
+        assert!(!r.contains("secret"), "{r}");
     }
 }

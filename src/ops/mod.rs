@@ -155,6 +155,15 @@ impl Running {
         client: &mut Client,
         progress: ProgressFn<'_>,
     ) -> Result<Value, OpError> {
+        if matches!(self.op, Op::Maintain(_) | Op::IndexesApply { .. }) {
+            // Copies out of the default partition and index builds may take
+            // longer than a catalog read; their lock waits stay bounded (each
+            // step sets its own lock_timeout, reads keep the session's).
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .await
+                .map_err(crate::db::DbError::query("lifting the statement limit"))?;
+        }
         match (&self.op, &self.target) {
             (Op::Maintain(o), _) => {
                 let out = maintain::run(client, &self.config, &self.spec, o, self.job.id, progress)
