@@ -157,7 +157,13 @@ fn storable(details: &Value) -> Value {
 
 /// Writes one event into `table`.
 pub async fn write(client: &Client, table: &QualifiedName, e: &Event) -> Result<(), DbError> {
-    let details = storable(&e.details);
+    let mut details = storable(&e.details);
+    // The mark of strata's own events: writers are refused when they set it
+    // (and when they use the reserved action namespaces), so an event that
+    // carries it was written here.
+    if let Value::Object(m) = &mut details {
+        m.insert(crate::load::SERVER_MARKER.into(), json!("server"));
+    }
     let sql = format!(
         "INSERT INTO {table} (user_id, action, resource_type, resource_id, details, ip_address, user_agent, status, severity)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
