@@ -42,8 +42,9 @@ pub async fn bound(client: &Client) -> Result<(), ConvertError> {
     Ok(())
 }
 
-/// The session holding strata's advisory lock `name`, for messages.
-async fn advisory_holder(client: &Client, name: &str) -> Result<String, ConvertError> {
+/// The session holding strata's advisory lock `name`, for messages; `None`
+/// when it let go between our try and this look.
+async fn advisory_holder(client: &Client, name: &str) -> Result<Option<String>, ConvertError> {
     let row = client
         .query_opt(
             "SELECT l.pid, coalesce(a.state, '?'), coalesce(left(a.query, 200), '?')
@@ -56,15 +57,14 @@ async fn advisory_holder(client: &Client, name: &str) -> Result<String, ConvertE
         )
         .await
         .map_err(DbError::query("finding the holder of the conversion lock"))?;
-    Ok(match row {
-        Some(r) => format!(
+    Ok(row.map(|r| {
+        format!(
             "pid {} ({}: {})",
             r.get::<_, i32>(0),
             r.get::<_, String>(1),
             r.get::<_, String>(2)
-        ),
-        None => "a session that just released it".into(),
-    })
+        )
+    }))
 }
 
 /// Takes the session advisory lock of the conversion: one process at a
@@ -82,12 +82,17 @@ async fn lock(client: &Client, table: &QualifiedName) -> Result<String, ConvertE
         let holder = advisory_holder(client, &name).await?;
         if Instant::now() >= deadline {
             return Err(ConvertError::Busy(format!(
-                "{} (still held after {} s by {holder})",
+                "{} (still held after {} s by {})",
                 table.display_unquoted(),
-                CONVERSION_LOCK_WAIT.as_secs()
+                CONVERSION_LOCK_WAIT.as_secs(),
+                holder
+                    .as_deref()
+                    .unwrap_or("a session that let go meanwhile")
             )));
         }
-        if !told {
+        // Say so once the holder is known (it may have let go between the
+        // try and the look, and then the next try takes the lock).
+        if let (false, Some(holder)) = (told, holder) {
             tracing::warn!(
                 "waiting up to {} s for the conversion lock of {}, held by {holder}",
                 CONVERSION_LOCK_WAIT.as_secs(),
