@@ -570,3 +570,77 @@ async fn messages_and_exit_codes() {
         stderr(&out)
     );
 }
+
+/// Finding 10: names from the catalog reach SQL only as identifiers. A
+/// managed table whose schema, name and columns are hostile goes through
+/// every operation, and nothing but what strata means runs.
+#[tokio::test]
+async fn hostile_catalog_names_go_through_every_operation() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    c.batch_execute(
+        r#"CREATE SCHEMA "Odd""Schema";
+           CREATE TABLE "Odd""Schema"."Ev ents" (LIKE public.audit_logs INCLUDING DEFAULTS INCLUDING GENERATED)
+             PARTITION BY RANGE (created_at);
+           ALTER TABLE "Odd""Schema"."Ev ents" ADD PRIMARY KEY (id, created_at),
+             ADD COLUMN "a$strata$b" text, ADD COLUMN "x;DROP" int,
+             ADD COLUMN "$strata$;CREATE TABLE public.pwned();--" text;
+           CREATE TABLE "Odd""Schema"."Ev ents_default" PARTITION OF "Odd""Schema"."Ev ents" DEFAULT;
+           INSERT INTO "Odd""Schema"."Ev ents" (id, user_id, action, created_at, "a$strata$b", "x;DROP")
+             SELECT g, g, 'user.login', now() - g * interval '1 day', 'v' || g, g FROM generate_series(1, 400) g;"#,
+    )
+    .await
+    .unwrap();
+    let cfg = config_file(
+        "strata.toml",
+        "[[table]]\nname = 'Odd\"Schema.Ev ents'\nstart = \"2025-06-01\"\n[maintenance]\nmove_batch_rows = 50\n",
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        strata(&db, &all)
+    };
+    for args in [
+        &["maintain"][..],
+        &["indexes", "apply"],
+        &["vacuum", "\"Odd\"\"Schema\".\"Ev ents\""],
+        &["analyze", "\"Odd\"\"Schema\".\"Ev ents\""],
+        &["reindex", "\"Odd\"\"Schema\".\"Ev ents\""],
+        &["stats", "partitions"],
+        &["stats", "indexes"],
+        &["partitions", "list"],
+        &["report"],
+        &["health"],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    // Every row moved out of the default partition into its month, values kept.
+    assert_eq!(
+        count(
+            &c,
+            r#"SELECT count(*) FROM "Odd""Schema"."Ev ents_default""#
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &c,
+            r#"SELECT count(*) FROM "Odd""Schema"."Ev ents" WHERE "a$strata$b" = 'v' || "x;DROP""#
+        )
+        .await,
+        400
+    );
+    let pwned: bool = c
+        .query_one("SELECT to_regclass('public.pwned') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!pwned, "a column name ran as SQL");
+}
