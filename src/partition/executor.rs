@@ -230,19 +230,8 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
         columns: &ctx.columns,
         pk: &ctx.pk,
     };
-    if staged == default_move::Existing::None {
-        retried(client, policy, &what, &mv.create_staging_sql(policy)).await?;
-    }
-    let (blocks, rows_per_block) = default_move::default_blocks(client, default).await?;
-    let step_blocks =
-        ((ctx.maintenance.move_batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
-    let mut first = 0;
-    while first < blocks {
-        let copied = mv.copy_blocks(client, first, first + step_blocks).await?;
-        tracing::info!(partition = %name.display_unquoted(), first, copied, "copied a batch out of the default partition");
-        first += step_blocks;
-    }
-    Ok(retried(client, policy, &what, &mv.finish_sql(policy)).await?)
+    let resume = staged == default_move::Existing::Staging;
+    default_move::run(client, &mv, policy, ctx.maintenance.move_batch_rows, resume).await
 }
 
 pub fn describe(step: &Step) -> String {
