@@ -43,7 +43,7 @@ SELECT (random() * 50000)::int8,
        jsonb_build_object('method', (ARRAY['GET','POST','PUT'])[1 + floor(random() * 3)::int],
                           'request_id', md5(g::text), 'duration_ms', (random() * 2000)::int),
        ('10.' || (g % 250) || '.' || (g % 200) || '.1')::inet, 'Mozilla/5.0', 'success', 'info',
-       timestamptz '2026-01-01 00:00:00+00' + (g::float8 / $ROWS) * interval '365 days'
+       timestamptz '2026-01-01 00:00:00+00' + ((g - 1)::float8 / $ROWS) * interval '365 days'
   FROM generate_series(1, $ROWS) g;
 VACUUM ANALYZE public.audit_logs;
 SQL
@@ -63,7 +63,7 @@ sleep 5
 
 echo "== strata maintain"
 t0=$(date +%s.%N)
-STRATA_LOG=${STRATA_LOG:-warn} $BIN --database-url "$URL" --config "$WORK/strata.toml" maintain
+RUST_LOG=${RUST_LOG:-warn} $BIN --database-url "$URL" --config "$WORK/strata.toml" maintain
 t1=$(date +%s.%N)
 sleep 3
 kill -INT $PGBENCH 2>/dev/null || true

@@ -32,8 +32,8 @@ async fn fill(c: &Client, n: i64) {
          SELECT g, 'act' || (g % 7), CASE WHEN g % 5 = 0 THEN NULL ELSE 'doc' END, g * 3,
                 jsonb_build_object('g', g, 'tags', jsonb_build_array(g % 3, 'x')),
                 ('10.0.' || (g % 250) || '.1')::inet, 'agent ' || g, 'ok', 'info',
-                '2025-03-01'::timestamptz + (g::float8 / $1) * interval '61 days'
-           FROM generate_series(1, $1) g",
+                '2025-03-01'::timestamptz + ((g - 1)::float8 / $1::int8) * interval '61 days'
+           FROM generate_series(1, $1::int8) g",
         &[&n],
     )
     .await
@@ -216,7 +216,7 @@ async fn write_while(url: String, kind: u8, stop: Arc<AtomicBool>) -> Done {
                 let id: i64 = c
                     .query_one(
                         "INSERT INTO audit_logs (user_id, action, created_at)
-                         VALUES ($1, 'during', '2025-03-01'::timestamptz + $1 * interval '17 minutes')
+                         VALUES ($1::int8, 'during', '2025-03-01'::timestamptz + $1::int8 * interval '17 minutes')
                          RETURNING id",
                         &[&(k % 3000)],
                     )
@@ -233,9 +233,9 @@ async fn write_while(url: String, kind: u8, stop: Arc<AtomicBool>) -> Done {
                 let row = c
                     .query_opt(
                         "UPDATE audit_logs SET details = $2::text::jsonb,
-                                created_at = CASE WHEN $3 THEN '2025-03-02'::timestamptz + $1 * interval '1 minute'
+                                created_at = CASE WHEN $3::bool THEN '2025-03-02'::timestamptz + $1::int8 * interval '1 minute'
                                                   ELSE created_at END
-                          WHERE id = $1 RETURNING details::text, created_at",
+                          WHERE id = $1::int8 RETURNING details::text, created_at",
                         &[&id, &details, &(k % 3 == 0)],
                     )
                     .await

@@ -538,9 +538,10 @@ impl Move<'_> {
         // Locks in an order that never makes writers wait on our waits for
         // anyone else: the staging table (only autovacuum might hold it), the
         // default partition against autovacuum and DDL (writers and readers go
-        // on), then the parent, at which point writers queue in front of
-        // routing (see hold_writers_at_parent), then the default partition
-        // exclusively, waiting only for statements already running on it.
+        // on), then the parent, at which point writers and readers queue in
+        // front of routing and planning (see hold_writers_at_parent), then the
+        // default partition exclusively, waiting only for statements already
+        // running on it.
         run(format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")).await?;
         run(format!(
             "LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE"

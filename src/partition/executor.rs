@@ -354,10 +354,12 @@ async fn lock_holders(
 /// With a default partition, ATTACH takes ACCESS EXCLUSIVE on it, and an
 /// INSERT that was already routed to the default partition and waits for
 /// that lock fails afterwards with SQLSTATE 23514 (the default's constraint
-/// changed under it). Holding the parent in SHARE ROW EXCLUSIVE makes writers
-/// wait *before* routing instead, so they route to the new partition once we
-/// commit: a wait of the step's length, never a failed insert. Readers are
-/// not blocked by this mode.
+/// changed under it). Holding the parent makes writers wait *before* routing
+/// instead, so they route to the new partition once we commit: a wait of the
+/// step's length, never a failed insert. It must be ACCESS EXCLUSIVE, not
+/// merely against writers: a reader that locks the parent while we work plans
+/// with the partitions it saw then (without the new one) but reads with a
+/// snapshot taken after our commit, and would miss the rows we moved.
 pub(super) fn hold_writers_at_parent(parent: &QualifiedName) -> String {
-    format!("LOCK TABLE ONLY {parent} IN SHARE ROW EXCLUSIVE MODE")
+    format!("LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE")
 }
