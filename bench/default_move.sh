@@ -80,6 +80,10 @@ cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \
 n=$(wc -l <"$WORK/during.txt")
 pct() { awk -v n="$n" -v p="$1" 'NR == (int(n * p) > 0 ? int(n * p) : 1) { print $1 }' "$WORK/during.txt"; }
 echo "inserts during maintain: $n; stall p50 $(pct 0.5) ms, p99 $(pct 0.99) ms, p99.9 $(pct 0.999) ms, max $(tail -1 "$WORK/during.txt") ms"
+# The five longest stalls and when they ended (UTC), to match against RUST_LOG=strata=info output.
+cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \
+    '{ end = $5 + $6 / 1e6; if (end >= a && end <= b + 1) printf "%.3f %d.%06d\n", ($3 - $7) / 1000, $5, $6 }' \
+    | sort -rn | head -5 | while read -r ms at; do echo "  stall ${ms} ms ending $(date -u -d "@$at" +%H:%M:%S.%3N)"; done
 grep -E "number of (transactions actually processed|failed transactions)|aborted" "$WORK/pgbench.out" || true
 psql -Atq "$URL" <<'SQL'
 SELECT 'rows: ' || count(*) || ', distinct ids: ' || count(DISTINCT id) || ', in default: ' || (SELECT count(*) FROM audit_logs_default) FROM audit_logs;

@@ -234,6 +234,11 @@ END",
         let mut sql = vec![
             Statement::Begin,
             Statement::Sql(policy.set_sql(true)),
+            // First the lock that waits out autovacuum and DDL without making
+            // writers queue behind us (SHARE UPDATE EXCLUSIVE does not
+            // conflict with theirs); CREATE TRIGGER below then only waits for
+            // inserts already running.
+            Statement::Sql(format!("LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE")),
             Statement::Sql(format!(
                 "CREATE UNLOGGED TABLE IF NOT EXISTS {table} AS SELECT {keys} FROM {parent} WITH NO DATA"
             )),
@@ -430,24 +435,30 @@ pub async fn run(
         policy.run(&what, || run_statements(client, &sql)).await?;
     }
     let log = ChangeLog::for_staging(mv.name, oid_of(client, mv.name).await?)?;
+    let partition = mv.name.display_unquoted();
+    let started = Instant::now();
     let (blocks, rows_per_block) = default_blocks(client, mv.default).await?;
     let step_blocks = ((batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
-    let mut first = 0;
+    let (mut first, mut copied) = (0, 0);
     while first < blocks {
-        let copied = mv.copy_blocks(client, first, first + step_blocks).await?;
-        tracing::debug!(partition = %mv.name.display_unquoted(), first, copied, "copied a batch out of the default partition");
+        copied += mv.copy_blocks(client, first, first + step_blocks).await?;
         first += step_blocks;
     }
+    tracing::info!(%partition, copied, ms = started.elapsed().as_millis() as u64, "copied out of the default partition");
     let sql = mv.change_log_sql(&log, policy);
     policy
-        .run(&format!("logging changes for {what}"), || {
-            run_statements(client, &sql)
+        .run(&format!("logging changes for {what}"), || async {
+            cancel_autovacuum(client, &[mv.default]).await;
+            run_statements(client, &sql).await
         })
         .await?;
+    let started = Instant::now();
     mv.full_reconcile(client, &log).await?;
+    tracing::info!(%partition, ms = started.elapsed().as_millis() as u64, "reconciled");
     for pass in 1..=MAX_CATCH_UP_PASSES {
+        let started = Instant::now();
         let applied = mv.catch_up(client, &log).await?;
-        tracing::debug!(partition = %mv.name.display_unquoted(), pass, applied, "caught up");
+        tracing::info!(%partition, pass, applied, ms = started.elapsed().as_millis() as u64, "caught up");
         if applied <= SMALL_DELTA {
             break;
         }
