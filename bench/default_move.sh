@@ -83,9 +83,13 @@ echo "inserts during maintain: $n; stall p50 $(pct 0.5) ms, p99 $(pct 0.99) ms, 
 # The five longest stalls and when they ended (UTC), to match against RUST_LOG=strata=info output.
 cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \
     '{ end = $5 + $6 / 1e6; if (end >= a && end <= b + 1) printf "%.3f %d.%06d\n", ($3 - $7) / 1000, $5, $6 }' \
-    | sort -rn | head -5 | while read -r ms at; do echo "  stall ${ms} ms ending $(date -u -d "@$at" +%H:%M:%S.%3N)"; done
-grep -E "number of (transactions actually processed|failed transactions)|aborted" "$WORK/pgbench.out" || true
+    | sort -rn | head -5 | while read -r ms at; do echo "  stall ${ms} ms ending $(date -u -d "@$at" +%H:%M:%S.%3N)"; done || true
+# pgbench aborts a client on its first error, so failed inserts show as
+# errors in its output and as clients missing from the last second's log.
+echo "failed inserts (pgbench errors): $(grep -c -E "ERROR|aborted" "$WORK/pgbench.out" || true)"
+echo "clients still inserting at the end: $(cat "$WORK"/pgblog.* | awk -v b="$t1" '$5 + $6 / 1e6 > b + 2 { print $1 }' | sort -u | wc -l) of 8"
+grep -E "ERROR|aborted" "$WORK/pgbench.out" | head -3 || true
 psql -Atq "$URL" <<'SQL'
-SELECT 'rows: ' || count(*) || ', distinct ids: ' || count(DISTINCT id) || ', in default: ' || (SELECT count(*) FROM audit_logs_default) FROM audit_logs;
+SELECT 'rows: ' || count(*) || ', distinct ids: ' || count(DISTINCT id) || ', inserted by pgbench: ' || count(*) FILTER (WHERE action = 'bench.insert') || ', in default: ' || (SELECT count(*) FROM audit_logs_default) FROM audit_logs;
 SELECT 'partitions: ' || count(*) FROM pg_inherits WHERE inhparent = 'public.audit_logs'::regclass;
 SQL
