@@ -1,25 +1,50 @@
-//! Moving rows out of the default partition without holding a lock for the
-//! length of the copy.
+//! Moving rows out of the default partition while writers wait only for a
+//! transaction whose work does not depend on the rows moved.
 //!
-//! Rows are copied, not moved, in committed batches of heap blocks into a
-//! staging table that already carries the parent's indexes; the rows stay
-//! visible (in the default partition) throughout. One short transaction then
-//! locks the default partition against writes, reconciles whatever changed
-//! since the copy (by primary key and full row), deletes the range from the
-//! default partition and attaches the staging table. Readers see the rows in
-//! one place or the other, never neither or both. A run that stops half-way
-//! leaves a staging table marked with a comment; the next run resumes it.
+//! 1. A staging table with the parent's columns, indexes and a bounds CHECK
+//!    (and a comment marking it as strata's) is created; nothing is locked
+//!    that writers use.
+//! 2. The range's rows are *copied* into it in committed batches of heap
+//!    blocks; they stay visible in the default partition throughout.
+//! 3. Row triggers on the default partition start logging the primary keys of
+//!    rows of the range that are inserted, updated or deleted (into an
+//!    unlogged table). A full reconcile (primary key + whole row) in one
+//!    REPEATABLE READ snapshot taken after that makes the staging table equal
+//!    to the range as of the snapshot; every later change is in the log.
+//! 4. Catch-up passes apply the logged keys (delete them from the staging
+//!    table, copy their current rows), each in its own snapshot, until what
+//!    arrived during the last pass is small.
+//! 5. One final transaction locks the parent against writers and the default
+//!    partition, applies the small remaining delta, deletes the range from the
+//!    default partition, drops the triggers and attaches the staging table.
+//!
+//! Readers see every row in exactly one place: in the default partition until
+//! the final commit, in the new partition after it. A run that stops anywhere
+//! leaves the marked staging table (and perhaps the triggers); the next run
+//! resumes at step 2, and step 3's full reconcile makes whatever was left
+//! right again.
 
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use super::period::sql_timestamp;
 use super::PartitionError;
 use crate::config::TableSpec;
-use crate::db::{literal, DbError, Ident, LockPolicy, QualifiedName};
+use crate::db::{literal, DbError, Ident, IdentError, LockPolicy, QualifiedName, Statement};
 
 /// Table comment that marks a staging table as strata's own.
 pub const STAGING_MARK: &str = "strata staging partition";
 pub(super) const BOUNDS_CHECK: &str = "strata_bounds";
+
+/// Catch-up passes before the final transaction at most. Each pass applies
+/// what arrived during the previous one, so the log shrinks geometrically
+/// unless writers change the range faster than a pass applies it.
+const MAX_CATCH_UP_PASSES: u32 = 20;
+/// A pass that applied at most this many logged keys ends the catch-up: what
+/// arrives during such a pass is applied by the final transaction in a few ms.
+const SMALL_DELTA: u64 = 200;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Existing {
@@ -75,29 +100,68 @@ fn list(cols: &[Ident], prefix: &str) -> String {
         .join(", ")
 }
 
+fn key_eq(pk: &[Ident], a: &str, b: &str) -> String {
+    pk.iter()
+        .map(|c| format!("{a}.{c} = {b}.{c}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 pub struct Move<'a> {
     pub spec: &'a TableSpec,
     pub name: &'a QualifiedName,
     pub default: &'a QualifiedName,
-    pub from: chrono::DateTime<chrono::Utc>,
-    pub to: chrono::DateTime<chrono::Utc>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
     pub columns: &'a [Ident],
     pub pk: &'a [Ident],
 }
 
+/// The change log of one move and what feeds it, named after the staging
+/// table's oid: short, unique, and the same when a later run resumes.
+struct ChangeLog {
+    table: QualifiedName,
+    function: QualifiedName,
+    triggers: [Ident; 3],
+}
+
+impl ChangeLog {
+    fn for_staging(staging: &QualifiedName, oid: u32) -> Result<Self, IdentError> {
+        let base = format!("strata_move_{oid}");
+        Ok(ChangeLog {
+            table: staging.sibling(&format!("{base}_log"))?,
+            function: staging.sibling(&base)?,
+            triggers: [
+                Ident::new(format!("{base}_ins"))?,
+                Ident::new(format!("{base}_upd"))?,
+                Ident::new(format!("{base}_del"))?,
+            ],
+        })
+    }
+}
+
 impl Move<'_> {
-    fn range(&self) -> String {
+    /// The range as a condition on bind parameters `$a` and `$b`.
+    fn range_params(&self, prefix: &str, a: u8, b: u8) -> String {
+        let col = &self.spec.time_column;
+        format!("{prefix}{col} >= ${a} AND {prefix}{col} < ${b}")
+    }
+
+    /// The range as literals, for DDL (CHECK, trigger WHEN), which cannot take
+    /// parameters.
+    fn range_literal(&self, row: &str) -> String {
         let col = &self.spec.time_column;
         format!(
-            "{col} >= {} AND {col} < {}",
+            "{row}{col} >= {} AND {row}{col} < {}",
             literal(&sql_timestamp(self.from)),
             literal(&sql_timestamp(self.to))
         )
     }
 
     /// Creates the staging table: the parent's columns, constraints and
-    /// indexes, the bounds CHECK, and the marker comment.
-    pub fn create_staging_sql(&self, policy: &LockPolicy) -> Vec<String> {
+    /// indexes, the bounds CHECK (so ATTACH need not scan it), and the marker
+    /// comment. Locks nothing writers use.
+    pub fn create_staging_sql(&self, policy: &LockPolicy) -> Vec<Statement> {
         let (name, parent) = (self.name, &self.spec.name);
         let check = Ident::new(BOUNDS_CHECK).expect("static name");
         let mark = format!(
@@ -106,15 +170,18 @@ impl Move<'_> {
             sql_timestamp(self.to)
         );
         vec![
-            "BEGIN".into(),
-            policy.set_sql(true),
-            format!(
+            Statement::Begin,
+            Statement::Sql(policy.set_sql(true)),
+            Statement::Sql(format!(
                 "CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS \
                  INCLUDING STORAGE INCLUDING COMMENTS INCLUDING INDEXES) WITH (fillfactor = 100)"
-            ),
-            format!("ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({})", self.range()),
-            format!("COMMENT ON TABLE {name} IS {}", literal(&mark)),
-            "COMMIT".into(),
+            )),
+            Statement::Sql(format!(
+                "ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({})",
+                self.range_literal("")
+            )),
+            Statement::Sql(format!("COMMENT ON TABLE {name} IS {}", literal(&mark))),
+            Statement::Commit,
         ]
     }
 
@@ -133,11 +200,11 @@ impl Move<'_> {
              ON CONFLICT DO NOTHING",
             name = self.name,
             default = self.default,
-            range = self.range(),
+            range = self.range_params("", 3, 4),
         );
         let (a, b) = (format!("({first},0)"), format!("({last},0)"));
         client
-            .execute(&sql, &[&a, &b])
+            .execute(&sql, &[&a, &b, &self.from, &self.to])
             .await
             .map_err(DbError::query(format!(
                 "copying rows into {}",
@@ -145,45 +212,187 @@ impl Move<'_> {
             )))
     }
 
-    /// The short final transaction.
-    pub fn finish_sql(&self, policy: &LockPolicy) -> Vec<String> {
-        let (name, default, parent) = (self.name, self.default, &self.spec.name);
-        let cols = list(self.columns, "");
-        let pk_eq = self
-            .pk
-            .iter()
-            .map(|c| format!("d.{c} = t.{c}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let check = Ident::new(BOUNDS_CHECK).expect("static name");
-        let range = self.range();
-        vec![
-            "BEGIN".into(),
-            policy.set_sql(true),
-            // Writers wait from here to COMMIT (see hold_writers_at_parent),
-            // which is why the bulk of the copy happened before this.
-            super::executor::hold_writers_at_parent(parent),
-            format!("LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE"),
-            // Rows deleted or changed in the default partition since they were copied.
-            format!(
-                "DELETE FROM {name} t WHERE NOT EXISTS (SELECT 1 FROM {default} d WHERE {pk_eq} \
-                 AND ROW({dcols}) IS NOT DISTINCT FROM ROW({tcols}))",
-                dcols = list(self.columns, "d."),
-                tcols = list(self.columns, "t.")
+    /// Row triggers on the default partition that log the primary key of every
+    /// row of the range inserted, updated (old and new key) or deleted.
+    /// `ENABLE ALWAYS`, so writes under `session_replication_role = replica`
+    /// are logged too. Idempotent: a resumed run keeps what is there.
+    fn change_log_sql(&self, log: &ChangeLog, policy: &LockPolicy) -> Vec<Statement> {
+        let (default, parent, table, function) =
+            (self.default, &self.spec.name, &log.table, &log.function);
+        let keys = list(self.pk, "");
+        let body = crate::db::DollarQuoted::new(format!(
+            "BEGIN
+    IF TG_OP <> 'INSERT' THEN INSERT INTO {table} ({keys}) VALUES ({old}); END IF;
+    IF TG_OP <> 'DELETE' THEN INSERT INTO {table} ({keys}) VALUES ({new}); END IF;
+    RETURN NULL;
+END",
+            old = list(self.pk, "OLD."),
+            new = list(self.pk, "NEW."),
+        ));
+        let [ins, upd, del] = &log.triggers;
+        let (old_in, new_in) = (self.range_literal("OLD."), self.range_literal("NEW."));
+        let mut sql = vec![
+            Statement::Begin,
+            Statement::Sql(policy.set_sql(true)),
+            // First the lock that waits out autovacuum and DDL without making
+            // writers queue behind us (SHARE UPDATE EXCLUSIVE does not
+            // conflict with theirs); CREATE TRIGGER below then only waits for
+            // inserts already running.
+            Statement::Sql(format!("LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE")),
+            Statement::Sql(format!(
+                "CREATE UNLOGGED TABLE IF NOT EXISTS {table} AS SELECT {keys} FROM {parent} WITH NO DATA"
+            )),
+            Statement::Sql(format!(
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}"
+            )),
+        ];
+        // CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the default partition:
+        // it waits (lock_timeout) for in-flight writers, and every write
+        // committed after this transaction fires the triggers.
+        for (trigger, when) in [
+            (
+                ins,
+                format!("INSERT ON {default} FOR EACH ROW WHEN ({new_in})"),
             ),
-            // Rows added (or changed) since.
-            format!("INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} WHERE {range} ON CONFLICT DO NOTHING"),
-            format!("DELETE FROM {default} WHERE {range}"),
-            format!(
-                "ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({}) TO ({})",
-                literal(&sql_timestamp(self.from)),
-                literal(&sql_timestamp(self.to))
+            (
+                upd,
+                format!("UPDATE ON {default} FOR EACH ROW WHEN (({old_in}) OR ({new_in}))"),
             ),
-            format!("ALTER TABLE {name} DROP CONSTRAINT {check}"),
-            format!("COMMENT ON TABLE {name} IS NULL"),
-            "COMMIT".into(),
-        ]
+            (
+                del,
+                format!("DELETE ON {default} FOR EACH ROW WHEN ({old_in})"),
+            ),
+        ] {
+            sql.push(Statement::Sql(format!(
+                "CREATE OR REPLACE TRIGGER {trigger} AFTER {when} EXECUTE FUNCTION {function}()"
+            )));
+            sql.push(Statement::Sql(format!(
+                "ALTER TABLE {default} ENABLE ALWAYS TRIGGER {trigger}"
+            )));
+        }
+        sql.push(Statement::Commit);
+        sql
     }
+
+    /// Applies the logged keys visible to the current snapshot: their rows
+    /// leave the staging table and come back as the default partition has
+    /// them now (if still in the range). Returns the keys applied.
+    async fn apply_delta(&self, client: &Client, log: &ChangeLog) -> Result<u64, DbError> {
+        let (name, default, table) = (self.name, self.default, &log.table);
+        let cols = list(self.columns, "");
+        let keys = list(self.pk, "");
+        let ctx = || DbError::query(format!("applying changes to {}", name.display_unquoted()));
+        client
+            .execute(
+                &format!(
+                    "DELETE FROM {name} t USING {table} l WHERE {}",
+                    key_eq(self.pk, "t", "l")
+                ),
+                &[],
+            )
+            .await
+            .map_err(ctx())?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} d
+                      WHERE {range} AND ({dkeys}) IN (SELECT {keys} FROM {table})",
+                    range = self.range_params("d.", 1, 2),
+                    dkeys = list(self.pk, "d."),
+                ),
+                &[&self.from, &self.to],
+            )
+            .await
+            .map_err(ctx())?;
+        client
+            .execute(&format!("DELETE FROM {table}"), &[])
+            .await
+            .map_err(ctx())
+    }
+
+    /// Makes the staging table equal to the range as of one snapshot taken
+    /// after the change log started: what the log holds then is in the
+    /// snapshot already, so it is cleared in the same transaction.
+    async fn full_reconcile(&self, client: &Client, log: &ChangeLog) -> Result<(), DbError> {
+        let (name, default, table) = (self.name, self.default, &log.table);
+        let cols = list(self.columns, "");
+        let ctx = || DbError::query(format!("reconciling {}", name.display_unquoted()));
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(ctx())?;
+        let result = async {
+            client
+                .execute(&format!("DELETE FROM {table}"), &[])
+                .await?;
+            // Rows deleted or changed in the default partition since they were copied.
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {name} t WHERE NOT EXISTS (SELECT 1 FROM {default} d WHERE {pk_eq} \
+                         AND ROW({dcols}) IS NOT DISTINCT FROM ROW({tcols}))",
+                        pk_eq = key_eq(self.pk, "d", "t"),
+                        dcols = list(self.columns, "d."),
+                        tcols = list(self.columns, "t."),
+                    ),
+                    &[],
+                )
+                .await?;
+            // Rows added (or changed) since.
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} WHERE {range} \
+                         ON CONFLICT DO NOTHING",
+                        range = self.range_params("", 1, 2)
+                    ),
+                    &[&self.from, &self.to],
+                )
+                .await?;
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        if result.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result.map_err(ctx())
+    }
+
+    /// One catch-up pass in its own snapshot. Keys logged by transactions
+    /// that commit after the snapshot stay in the log for the next pass.
+    async fn catch_up(&self, client: &Client, log: &ChangeLog) -> Result<u64, DbError> {
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; {NESTED_LOOPS}"
+            ))
+            .await
+            .map_err(DbError::query("starting a catch-up pass"))?;
+        match self.apply_delta(client, log).await {
+            Ok(n) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(DbError::query("committing a catch-up pass"))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The log is tiny and never analyzed; without this the planner may hash the
+/// whole default partition to join it. With nested loops each logged key is
+/// one primary-key probe, so the delta costs what the delta is.
+const NESTED_LOOPS: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// Runs a DDL step's statements; any error rolls the transaction back, so a
+/// timed-out attempt leaves nothing half made.
+async fn run_statements(client: &Client, sql: &[Statement]) -> Result<(), DbError> {
+    let text: Vec<String> = sql.iter().map(|s| s.to_string()).collect();
+    super::executor::run_statements(client, &text).await
 }
 
 /// Heap blocks of the default partition, and roughly how many rows a block holds.
@@ -201,4 +410,224 @@ pub async fn default_blocks(
         .await
         .map_err(DbError::query("sizing the default partition"))?;
     Ok((row.get(0), row.get(1)))
+}
+
+async fn oid_of(client: &Client, name: &QualifiedName) -> Result<u32, DbError> {
+    client
+        .query_one("SELECT to_regclass($1)::oid", &[&name.to_string()])
+        .await
+        .map(|r| r.get(0))
+        .map_err(DbError::query("looking up the staging table"))
+}
+
+/// Moves the range out of the default partition (see the module comment).
+/// `resume` when a marked staging table exists already.
+pub async fn run(
+    client: &Client,
+    mv: &Move<'_>,
+    policy: &LockPolicy,
+    batch_rows: u64,
+    resume: bool,
+) -> Result<(), PartitionError> {
+    let what = format!("staging {}", mv.name.display_unquoted());
+    if !resume {
+        let sql = mv.create_staging_sql(policy);
+        policy.run(&what, || run_statements(client, &sql)).await?;
+    }
+    let log = ChangeLog::for_staging(mv.name, oid_of(client, mv.name).await?)?;
+    let partition = mv.name.display_unquoted();
+    let started = Instant::now();
+    let (blocks, rows_per_block) = default_blocks(client, mv.default).await?;
+    let step_blocks = ((batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
+    let (mut first, mut copied) = (0, 0);
+    while first < blocks {
+        copied += mv.copy_blocks(client, first, first + step_blocks).await?;
+        first += step_blocks;
+    }
+    tracing::info!(%partition, copied, ms = started.elapsed().as_millis() as u64, "copied out of the default partition");
+    let sql = mv.change_log_sql(&log, policy);
+    policy
+        .run(&format!("logging changes for {what}"), || async {
+            cancel_autovacuum(client, &[mv.default]).await;
+            run_statements(client, &sql).await
+        })
+        .await?;
+    let started = Instant::now();
+    mv.full_reconcile(client, &log).await?;
+    tracing::info!(%partition, ms = started.elapsed().as_millis() as u64, "reconciled");
+    for pass in 1..=MAX_CATCH_UP_PASSES {
+        let started = Instant::now();
+        let applied = mv.catch_up(client, &log).await?;
+        tracing::info!(%partition, pass, applied, ms = started.elapsed().as_millis() as u64, "caught up");
+        if applied <= SMALL_DELTA {
+            break;
+        }
+    }
+    let finish = format!(
+        "moving rows of {} out of {}",
+        mv.name.display_unquoted(),
+        mv.default.display_unquoted()
+    );
+    policy
+        .run(&finish, || async {
+            cancel_autovacuum(client, &[mv.name, mv.default]).await;
+            mv.finish(client, &log, policy).await
+        })
+        .await?;
+    Ok(())
+}
+
+/// Autovacuum (likely on the freshly filled staging table, or on the default
+/// partition after earlier moves) holds SHARE UPDATE EXCLUSIVE for as long as
+/// it runs, and PostgreSQL cancels it only after `deadlock_timeout` (1 s) of a
+/// conflicting wait, longer than our lock_timeout. So each final attempt
+/// first cancels it, as the server itself would; without the privilege to,
+/// nothing happens.
+async fn cancel_autovacuum(client: &Client, tables: &[&QualifiedName]) {
+    let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    let r = client
+        .execute(
+            "SELECT pg_catalog.pg_cancel_backend(a.pid)
+               FROM pg_catalog.pg_stat_activity a
+              WHERE a.backend_type = 'autovacuum worker' AND a.datname = current_database()
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.pid = a.pid
+                               AND l.relation = ANY (SELECT to_regclass(n) FROM unnest($1::text[]) n))",
+            &[&names],
+        )
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "could not cancel autovacuum");
+    }
+}
+
+impl Move<'_> {
+    /// The final transaction. Writers wait for it (at the parent), so it does
+    /// only what does not grow with the delta already applied: lock, apply the
+    /// last few logged keys, delete the range from the default partition,
+    /// attach. Each statement is timed, for the operator and the benchmark.
+    async fn finish(
+        &self,
+        client: &Client,
+        log: &ChangeLog,
+        policy: &LockPolicy,
+    ) -> Result<(), DbError> {
+        client
+            .batch_execute(&format!("BEGIN; {}; {NESTED_LOOPS}", policy.set_sql(true)))
+            .await
+            .map_err(DbError::query("starting the final move transaction"))?;
+        let started = Instant::now();
+        match self.finish_body(client, log).await {
+            Ok(timings) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(DbError::query("committing the final move transaction"))?;
+                tracing::info!(
+                    partition = %self.name.display_unquoted(),
+                    total_ms = started.elapsed().as_secs_f64() * 1e3,
+                    steps = ?timings,
+                    "moved rows out of the default partition"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_body(&self, client: &Client, log: &ChangeLog) -> Result<Vec<Lap>, DbError> {
+        let (name, default, parent) = (self.name, self.default, &self.spec.name);
+        let mut laps = Laps::default();
+        let run = |sql: String| async move {
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(DbError::query(format!("running `{sql}`")))
+        };
+        // Locks in an order that never makes writers wait on our waits for
+        // anyone else: the staging table (only autovacuum might hold it), the
+        // default partition against autovacuum and DDL (writers and readers go
+        // on), then the parent, at which point writers and readers queue in
+        // front of routing and planning (see hold_writers_at_parent), then the
+        // default partition exclusively, waiting only for statements already
+        // running on it.
+        run(format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")).await?;
+        run(format!(
+            "LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE"
+        ))
+        .await?;
+        laps.lap("lock staging and default (writers go on)", 0);
+        run(super::executor::hold_writers_at_parent(parent)).await?;
+        laps.lap("lock parent", 0);
+        run(format!("LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE")).await?;
+        laps.lap("lock default", 0);
+        let applied = self.apply_delta(client, log).await?;
+        laps.lap("apply delta", applied);
+        // Before the DELETE, or it would log every row it deletes.
+        for trigger in &log.triggers {
+            run(format!("DROP TRIGGER IF EXISTS {trigger} ON {default}")).await?;
+        }
+        run(format!(
+            "DROP TABLE {}; DROP FUNCTION {}()",
+            log.table, log.function
+        ))
+        .await?;
+        laps.lap("drop change log", 0);
+        let deleted = client
+            .execute(
+                &format!(
+                    "DELETE FROM {default} WHERE {}",
+                    self.range_params("", 1, 2)
+                ),
+                &[&self.from, &self.to],
+            )
+            .await
+            .map_err(DbError::query(format!(
+                "deleting the moved rows from {}",
+                default.display_unquoted()
+            )))?;
+        laps.lap("delete from default", deleted);
+        run(format!(
+            "ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({}) TO ({})",
+            literal(&sql_timestamp(self.from)),
+            literal(&sql_timestamp(self.to))
+        ))
+        .await?;
+        laps.lap("attach", 0);
+        let check = Ident::new(BOUNDS_CHECK).expect("static name");
+        run(format!(
+            "ALTER TABLE {name} DROP CONSTRAINT {check}; COMMENT ON TABLE {name} IS NULL"
+        ))
+        .await?;
+        laps.lap("unmark", 0);
+        Ok(laps.done)
+    }
+}
+
+/// One timed statement of the final transaction: what, how long, rows.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug, in the log
+struct Lap(&'static str, Duration, u64);
+
+struct Laps {
+    at: Instant,
+    done: Vec<Lap>,
+}
+
+impl Default for Laps {
+    fn default() -> Self {
+        Laps {
+            at: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Laps {
+    fn lap(&mut self, what: &'static str, rows: u64) {
+        self.done.push(Lap(what, self.at.elapsed(), rows));
+        self.at = Instant::now();
+    }
 }

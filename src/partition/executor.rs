@@ -280,19 +280,8 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
         columns: &ctx.columns,
         pk: &ctx.pk,
     };
-    if staged == default_move::Existing::None {
-        retried(client, policy, &what, &mv.create_staging_sql(policy)).await?;
-    }
-    let (blocks, rows_per_block) = default_move::default_blocks(client, default).await?;
-    let step_blocks =
-        ((ctx.maintenance.move_batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
-    let mut first = 0;
-    while first < blocks {
-        let copied = mv.copy_blocks(client, first, first + step_blocks).await?;
-        tracing::info!(partition = %name.display_unquoted(), first, copied, "copied a batch out of the default partition");
-        first += step_blocks;
-    }
-    Ok(retried(client, policy, &what, &mv.finish_sql(policy)).await?)
+    let resume = staged == default_move::Existing::Staging;
+    default_move::run(client, &mv, policy, ctx.maintenance.move_batch_rows, resume).await
 }
 
 pub fn describe(step: &Step) -> String {
@@ -343,10 +332,12 @@ pub async fn run_statements(client: &Client, sql: &[String]) -> Result<(), DbErr
 /// With a default partition, ATTACH takes ACCESS EXCLUSIVE on it, and an
 /// INSERT that was already routed to the default partition and waits for
 /// that lock fails afterwards with SQLSTATE 23514 (the default's constraint
-/// changed under it). Holding the parent in SHARE ROW EXCLUSIVE makes writers
-/// wait *before* routing instead, so they route to the new partition once we
-/// commit: a wait of the step's length, never a failed insert. Readers are
-/// not blocked by this mode.
+/// changed under it). Holding the parent makes writers wait *before* routing
+/// instead, so they route to the new partition once we commit: a wait of the
+/// step's length, never a failed insert. It must be ACCESS EXCLUSIVE, not
+/// merely against writers: a reader that locks the parent while we work plans
+/// with the partitions it saw then (without the new one) but reads with a
+/// snapshot taken after our commit, and would miss the rows we moved.
 pub(super) fn hold_writers_at_parent(parent: &QualifiedName) -> String {
-    format!("LOCK TABLE ONLY {parent} IN SHARE ROW EXCLUSIVE MODE")
+    format!("LOCK TABLE ONLY {parent} IN ACCESS EXCLUSIVE MODE")
 }
