@@ -554,21 +554,21 @@ async fn dispatch(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Local { action } => local::run(action, cli.json).await,
         Command::Migrate { dry_run } => {
-            let target = Target::resolve(&cli, false).await?;
+            let target = Target::resolve(cli, false).await?;
             local::migrate(&target, *dry_run, cli.json).await
         }
         Command::Load(args) => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             partitions::load(&target, &config, args, cli.json).await
         }
         Command::Demo { rows, reload } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             crate::demo::run(&target, &config, *rows, *reload, cli.json).await
         }
         Command::Partitions { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             match action {
                 PartitionsAction::Plan { args, dry_run } => {
@@ -592,7 +592,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Indexes { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             match action {
                 IndexesAction::Plan { table } => {
@@ -604,7 +604,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Vacuum { table, analyze } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             let op = crate::ops::Op::Vacuum {
                 target: table.clone(),
@@ -616,7 +616,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             table,
             changed_only,
         } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             let scope = if *changed_only {
                 crate::maintenance::AnalyzeScope::Changed
@@ -630,7 +630,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             maintenance::run(&target, &config, op, cli.json).await
         }
         Command::Reindex { table } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             let op = crate::ops::Op::Reindex {
                 target: table.clone(),
@@ -638,7 +638,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             maintenance::run(&target, &config, op, cli.json).await
         }
         Command::Config { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             match action {
                 ConfigAction::Show => spec::show(&target, &config, cli.json).await,
                 ConfigAction::Apply { table } => {
@@ -647,7 +647,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Stats { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             match action {
                 StatsAction::Partitions => stats::partitions(&target, &config, cli.json).await,
@@ -659,7 +659,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Report { days } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             if *days == 0 {
                 return Err(Error::Usage("--days must be at least 1".into()));
@@ -667,7 +667,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             report::run(&target, &config, *days, cli.json).await
         }
         Command::Jobs { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             match action {
                 JobsAction::List { kind, limit } => {
                     maintenance::list(&target, kind.as_deref(), *limit, cli.json).await
@@ -676,7 +676,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Schedule { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             match action {
                 ScheduleAction::List => schedule::list(&target, &config, cli.json).await,
@@ -688,26 +688,26 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Convert { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             convert::run(&target, &config, action, cli.json).await
         }
         Command::Health { now } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             health::run(&target, &config, *now, cli.json).await
         }
         Command::Bench(args) => {
-            let target = Target::resolve(&cli, false).await?;
+            let target = Target::resolve(cli, false).await?;
             bench::run(&target, args, cli.json).await
         }
         Command::Serve(args) => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             serve::serve(&target, config, args).await
         }
         Command::Token { action } => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             match action {
                 TokenAction::Create { role, name } => {
@@ -720,7 +720,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Maintain(args) => {
-            let target = Target::resolve(&cli, true).await?;
+            let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
         }

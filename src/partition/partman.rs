@@ -188,11 +188,14 @@ async fn create_parent(
                 "LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE",
                 spec.name
             ));
-            sql.push(format!(
-                "DO $strata$ BEGIN IF EXISTS (SELECT 1 FROM {d}) THEN \
+            // The default's name comes from the catalog: the body's quote
+            // tag is one that provably does not occur in it.
+            let body = crate::db::DollarQuoted::new(format!(
+                " BEGIN IF EXISTS (SELECT 1 FROM {d}) THEN \
                  RAISE EXCEPTION 'default partition holds rows' USING ERRCODE = '{DEFAULT_NOT_EMPTY}'; \
-                 END IF; END $strata$"
+                 END IF; END "
             ));
+            sql.push(format!("DO {body}"));
             sql.push(format!("DROP TABLE {d}"));
         }
     }
