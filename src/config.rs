@@ -134,6 +134,9 @@ impl Retention {
 impl std::fmt::Display for Retention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Retention::Days(1) => f.write_str("1 day"),
+            Retention::Weeks(1) => f.write_str("1 week"),
+            Retention::Months(1) => f.write_str("1 month"),
             Retention::Days(n) => write!(f, "{n} days"),
             Retention::Weeks(n) => write!(f, "{n} weeks"),
             Retention::Months(n) => write!(f, "{n} months"),

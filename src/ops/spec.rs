@@ -105,11 +105,17 @@ pub fn diff(stored: &TableSpec, configured: &TableSpec) -> Vec<SpecDiff> {
 fn show(v: &Value) -> String {
     match v {
         Value::Null => "none".into(),
-        Value::Object(m) if m.contains_key("unit") => format!(
-            "\"{} {}\"",
-            m.get("count").cloned().unwrap_or(Value::Null),
-            m.get("unit").and_then(Value::as_str).unwrap_or("")
-        ),
+        Value::Object(m) if m.contains_key("unit") => {
+            let count = m.get("count").and_then(Value::as_u64).unwrap_or(0);
+            let unit = m.get("unit").and_then(Value::as_str).unwrap_or("");
+            // "1 month", not "1 months"; the stored unit is plural.
+            let unit = if count == 1 {
+                unit.trim_end_matches('s')
+            } else {
+                unit
+            };
+            format!("\"{count} {unit}\"")
+        }
         Value::Object(m) if m.contains_key("schema") => format!(
             "{}.{}",
             m.get("schema").and_then(Value::as_str).unwrap_or(""),
