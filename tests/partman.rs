@@ -144,6 +144,9 @@ async fn partman_registers_premakes_retains_and_is_idempotent() {
         "partman-ret.toml",
         "[[table]]\nbackend = \"partman\"\nretention = \"12 months\"\n",
     );
+    // The stored spec is the source of truth: a new retention is applied first.
+    let out = strata(&db, &["--config", &retained, "config", "apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = strata(&db, &["--config", &retained, "maintain"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (retention, keep): (Option<String>, bool) = {
@@ -199,6 +202,17 @@ async fn partman_refuses_now_and_strata_named_partitions() {
 
     // A table that strata's native backend already partitioned.
     assert!(strata(&db, &["maintain", "--now", "2025-03-15"])
+        .status
+        .success());
+    // Switching the stored spec to partman is explicit; maintain then refuses.
+    let out = strata(&db, &["--config", &config, "maintain"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("backend is \"native\" in the database but \"partman\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(strata(&db, &["--config", &config, "config", "apply"])
         .status
         .success());
     let out = strata(&db, &["--config", &config, "maintain"]);

@@ -45,7 +45,12 @@ pub fn done(json: bool, id: i64, value: &Value, summary: impl FnOnce() -> String
 /// The summary line of a maintain run.
 pub fn maintain_summary(v: &Value) -> String {
     let steps = v["results"].as_array().map(Vec::len).unwrap_or(0);
-    let mut s = if steps == 0 {
+    let mut s = if let Some(version) = v["partman_version"].as_str() {
+        format!(
+            "pg_partman {version} maintained {} (create_parent once, part_config, run_maintenance)",
+            v["table"].as_str().unwrap_or("")
+        )
+    } else if steps == 0 {
         format!("{}: nothing to do", v["table"].as_str().unwrap_or(""))
     } else {
         format!(

@@ -43,6 +43,9 @@ pub struct MaintainOutcome {
     pub refused: Vec<String>,
     pub analyzed: usize,
     pub failed: usize,
+    /// With `backend = "partman"`: the extension's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partman_version: Option<String>,
 }
 
 impl MaintainOutcome {
@@ -88,6 +91,10 @@ pub async fn run(
     _job: i64,
     progress: ProgressFn<'_>,
 ) -> Result<MaintainOutcome, OpError> {
+    if spec.backend == Backend::Partman && o.now.is_some() {
+        // Refused before anything is registered or changed.
+        return Err(partition::PartitionError::PartmanNow.into());
+    }
     let real = super::real_now(client).await?;
     partition::register(client, spec).await?;
     let mut out = MaintainOutcome {
@@ -101,14 +108,13 @@ pub async fn run(
         refused: Vec::new(),
         analyzed: 0,
         failed: 0,
+        partman_version: None,
     };
     if spec.backend == Backend::Partman {
-        if o.now.is_some() {
-            return Err(partition::PartitionError::PartmanNow.into());
-        }
         // pg_partman decides what to create and retain from the server clock.
-        partition::partman::maintain(client, spec, &config.maintenance.lock).await?;
+        let pm = partition::partman::maintain(client, spec, &config.maintenance.lock).await?;
         out.backend = "partman";
+        out.partman_version = Some(pm.version);
     } else {
         apply_native(client, config, spec, o, real, &mut out, progress).await?;
     }
