@@ -57,15 +57,28 @@ pub async fn run(
         crate::db::redact_url(&target.url)
     ));
 
-    let (plan, report) =
-        partition::maintain(&mut client, spec, now, &config.maintenance, |_| {}).await?;
-    let made = report.results.iter().filter(|r| r.ok).count();
+    // The same maintain as `strata maintain`: through the operations runtime,
+    // as a job, under its safety rules.
+    let op = crate::ops::Op::Maintain(crate::ops::MaintainOptions {
+        table: Some(spec.name.to_string()),
+        ..Default::default()
+    });
+    let mut quiet = |_: &crate::ops::Progress| {};
+    let (_, outcome) = crate::ops::run(
+        &mut client,
+        config,
+        op,
+        &crate::ops::Origin::cli(),
+        &mut quiet,
+    )
+    .await?;
+    let planned = outcome["plan"]["steps"].as_array().map_or(0, Vec::len);
+    let made = outcome["results"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|s| s["ok"] == true).count());
     say(&format!(
         "partitions: {} steps planned, {} done (monthly from {}, {} months ahead)",
-        plan.steps.len(),
-        made,
-        spec.start,
-        spec.premake
+        planned, made, spec.start, spec.premake
     ));
 
     let existing: i64 = client
