@@ -6,6 +6,8 @@
 //! template, dropped when the test's `TestDb` goes out of scope, pass or fail.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
