@@ -376,7 +376,7 @@ async fn a_killed_run_resumes_from_the_staging_table() {
         .unwrap();
     wait_until(
         &c,
-        "SELECT count(*) = 3 FROM pg_trigger WHERE tgname LIKE 'strata_move_%'",
+        "SELECT count(*) >= 3 FROM pg_trigger WHERE tgname LIKE 'strata_move_%'",
         "the change log is in place",
     )
     .await;
@@ -442,4 +442,219 @@ async fn a_killed_run_resumes_from_the_staging_table() {
         .await
         .unwrap();
     assert_clean(&c).await;
+}
+
+async fn oid(c: &Client, name: &str) -> u32 {
+    c.query_one("SELECT to_regclass($1)::oid", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Indexes of the parent that have no attached index on `partition`.
+async fn unattached_parent_indexes(c: &Client, partition: &str) -> i64 {
+    count(
+        c,
+        &format!(
+            "SELECT count(*) FROM pg_index pi WHERE pi.indrelid = 'audit_logs'::regclass
+               AND NOT EXISTS (SELECT 1 FROM pg_inherits h JOIN pg_index ci ON ci.indexrelid = h.inhrelid
+                                WHERE h.inhparent = pi.indexrelid AND ci.indrelid = '{partition}'::regclass)"
+        ),
+    )
+    .await
+}
+
+/// Many rows moving and few staying: the default partition is swapped for a
+/// rebuilt one in one transaction (no DELETE, no scan of the old default
+/// under the lock), which keeps the rows outside the window, every parent
+/// index, and leaves no staging table behind.
+#[tokio::test]
+async fn a_large_move_swaps_the_default_partition_keeping_the_rows_outside_the_window() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    fill(&c, 3000).await;
+    c.batch_execute(
+        "INSERT INTO audit_logs (user_id, action, details, created_at)
+         SELECT g, 'far', '{}', '2031-06-01'::timestamptz + g * interval '1 day' FROM generate_series(1, 7) g",
+    )
+    .await
+    .unwrap();
+    let before = whole_rows(&c).await;
+    let old_default = oid(&c, "audit_logs_default").await;
+    maintain(&db, SPRING).await;
+    assert_eq!(
+        whole_rows(&c).await,
+        before,
+        "every row, whole, exactly once"
+    );
+    assert_ne!(
+        oid(&c, "audit_logs_default").await,
+        old_default,
+        "the default partition was swapped"
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM ONLY audit_logs_default WHERE action = 'far'"
+        )
+        .await,
+        7,
+        "the rows outside the window stay in the (new) default partition"
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ONLY audit_logs_default").await,
+        7
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_logs'::regclass
+               AND inhrelid = 'audit_logs_default'::regclass"
+        )
+        .await,
+        1,
+        "attached"
+    );
+    let is_default: bool = c
+        .query_one(
+            "SELECT pg_get_expr(relpartbound, oid) = 'DEFAULT' FROM pg_class WHERE oid = 'audit_logs_default'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(is_default, "attached as the default partition");
+    assert_eq!(unattached_parent_indexes(&c, "audit_logs_default").await, 0);
+    assert_eq!(unattached_parent_indexes(&c, "audit_logs_2025_03").await, 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_class WHERE obj_description(oid, 'pg_class') LIKE 'strata staging%'
+                OR relname LIKE 'strata\\_default\\_%'"
+        )
+        .await,
+        0,
+        "no staging table left"
+    );
+    for sql in [
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'strata_move_%'",
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'strata_move_%'",
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'strata_move_%'",
+    ] {
+        assert_eq!(count(&c, sql).await, 0, "{sql}");
+    }
+    // A new row far outside the window still lands in the default partition.
+    c.batch_execute("INSERT INTO audit_logs (user_id, action, details, created_at) VALUES (1, 'far', '{}', '2040-01-01')")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ONLY audit_logs_default").await,
+        8
+    );
+}
+
+/// Many rows staying behind (more than one batch) would make the new default
+/// partition's ATTACH scan large: no swap, the ranges move one by one.
+#[tokio::test]
+async fn no_swap_when_many_rows_would_stay_in_the_default_partition() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    fill(&c, 3000).await;
+    c.batch_execute(
+        "INSERT INTO audit_logs (user_id, action, details, created_at)
+         SELECT g, 'far', '{}', '2031-06-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 500) g",
+    )
+    .await
+    .unwrap();
+    let before = whole_rows(&c).await;
+    let old_default = oid(&c, "audit_logs_default").await;
+    maintain(&db, SPRING).await;
+    assert_eq!(
+        whole_rows(&c).await,
+        before,
+        "every row, whole, exactly once"
+    );
+    assert_eq!(
+        oid(&c, "audit_logs_default").await,
+        old_default,
+        "the default partition is the same table"
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ONLY audit_logs_default").await,
+        500
+    );
+}
+
+/// A swap killed before its final transaction, then a run that will not swap
+/// (many rows now stay behind): the unfinished swap's staging table and its
+/// triggers on the default partition are dropped, and every row is in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_swap_leaves_no_trigger_behind() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    fill(&c, 3000).await;
+    let reader = db.client().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM audit_logs_default")
+        .await
+        .unwrap();
+    let config = config_file(
+        "spring.toml",
+        &format!("{SPRING}lock_timeout = \"20ms\"\nretries = 1000\n"),
+    );
+    let mut child = strata_cmd(&db)
+        .args(["--config", &config, "maintain", "--now", "2025-04-15"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        &c,
+        "SELECT count(*) = 1 FROM pg_class WHERE relkind = 'r' AND relname LIKE 'strata\\_default\\_%'
+            AND obj_description(oid, 'pg_class') LIKE 'strata staging%'",
+        "the swap's rest staging table exists",
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.batch_execute("COMMIT").await.unwrap();
+    c.batch_execute(
+        "INSERT INTO audit_logs (user_id, action, details, created_at)
+         SELECT g, 'far', '{}', '2031-06-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 500) g",
+    )
+    .await
+    .unwrap();
+    let before = whole_rows(&c).await;
+    let out = strata_cmd(&db)
+        .args(["--config", &config, "maintain", "--now", "2025-04-15"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        whole_rows(&c).await,
+        before,
+        "every row, whole, exactly once"
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'strata\\_default\\_%'"
+        )
+        .await,
+        0,
+        "the unfinished swap is gone"
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'strata_move_%'"
+        )
+        .await,
+        0,
+        "no change-log trigger keeps logging"
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ONLY audit_logs_default").await,
+        500
+    );
 }

@@ -107,12 +107,51 @@ fn key_eq(pk: &[Ident], a: &str, b: &str) -> String {
         .join(" AND ")
 }
 
+/// Which rows of the default partition a staging table takes.
+#[derive(Clone, Debug)]
+pub enum Rows {
+    /// The rows of one new partition, `[from, to)`.
+    Range {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Every row outside all the ranges (NULL times included): the
+    /// replacement default partition of a swap.
+    Rest(Vec<(DateTime<Utc>, DateTime<Utc>)>),
+}
+
+impl Rows {
+    /// The condition as SQL on `row` (`""`, `"d."`, `"NEW."`), with the
+    /// bounds as literals: the same text serves DML, trigger WHEN clauses and
+    /// CHECK constraints, which cannot take parameters.
+    fn sql(&self, col: &Ident, row: &str) -> String {
+        let range = |from: &DateTime<Utc>, to: &DateTime<Utc>| {
+            format!(
+                "{row}{col} >= {} AND {row}{col} < {}",
+                literal(&sql_timestamp(*from)),
+                literal(&sql_timestamp(*to))
+            )
+        };
+        match self {
+            Rows::Range { from, to } => range(from, to),
+            Rows::Rest(ranges) if ranges.is_empty() => "true".into(),
+            Rows::Rest(ranges) => format!(
+                "NOT coalesce({}, false)",
+                ranges
+                    .iter()
+                    .map(|(f, t)| format!("({})", range(f, t)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
+        }
+    }
+}
+
 pub struct Move<'a> {
     pub spec: &'a TableSpec,
     pub name: &'a QualifiedName,
     pub default: &'a QualifiedName,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub rows: Rows,
     pub columns: &'a [Ident],
     pub pk: &'a [Ident],
 }
@@ -141,21 +180,29 @@ impl ChangeLog {
 }
 
 impl Move<'_> {
-    /// The range as a condition on bind parameters `$a` and `$b`.
-    fn range_params(&self, prefix: &str, a: u8, b: u8) -> String {
-        let col = &self.spec.time_column;
-        format!("{prefix}{col} >= ${a} AND {prefix}{col} < ${b}")
+    fn range_literal(&self, row: &str) -> String {
+        self.rows.sql(&self.spec.time_column, row)
     }
 
-    /// The range as literals, for DDL (CHECK, trigger WHEN), which cannot take
-    /// parameters.
-    fn range_literal(&self, row: &str) -> String {
-        let col = &self.spec.time_column;
-        format!(
-            "{row}{col} >= {} AND {row}{col} < {}",
-            literal(&sql_timestamp(self.from)),
-            literal(&sql_timestamp(self.to))
-        )
+    /// `FOR VALUES FROM (…) TO (…)`, or `DEFAULT` for the rest.
+    fn bound_sql(&self) -> String {
+        match &self.rows {
+            Rows::Range { from, to } => format!(
+                "FOR VALUES FROM ({}) TO ({})",
+                literal(&sql_timestamp(*from)),
+                literal(&sql_timestamp(*to))
+            ),
+            Rows::Rest(_) => "DEFAULT".into(),
+        }
+    }
+
+    fn describe_rows(&self) -> String {
+        match &self.rows {
+            Rows::Range { from, to } => {
+                format!("[{}, {})", sql_timestamp(*from), sql_timestamp(*to))
+            }
+            Rows::Rest(_) => "the rest of the default partition".into(),
+        }
     }
 
     /// Creates the staging table: the parent's columns, constraints and
@@ -164,25 +211,29 @@ impl Move<'_> {
     pub fn create_staging_sql(&self, policy: &LockPolicy) -> Vec<Statement> {
         let (name, parent) = (self.name, &self.spec.name);
         let check = Ident::new(BOUNDS_CHECK).expect("static name");
-        let mark = format!(
-            "{STAGING_MARK} [{}, {})",
-            sql_timestamp(self.from),
-            sql_timestamp(self.to)
-        );
-        vec![
+        let mark = format!("{STAGING_MARK} {}", self.describe_rows());
+        let mut sql = vec![
             Statement::Begin,
             Statement::Sql(policy.set_sql(true)),
             Statement::Sql(format!(
                 "CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS \
                  INCLUDING STORAGE INCLUDING COMMENTS INCLUDING INDEXES) WITH (fillfactor = 100)"
             )),
-            Statement::Sql(format!(
+        ];
+        // A replacement default partition gets no CHECK: its condition is the
+        // default's own partition constraint, which PostgreSQL checks at ATTACH.
+        if let Rows::Range { .. } = self.rows {
+            sql.push(Statement::Sql(format!(
                 "ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({})",
                 self.range_literal("")
-            )),
-            Statement::Sql(format!("COMMENT ON TABLE {name} IS {}", literal(&mark))),
-            Statement::Commit,
-        ]
+            )));
+        }
+        sql.push(Statement::Sql(format!(
+            "COMMENT ON TABLE {name} IS {}",
+            literal(&mark)
+        )));
+        sql.push(Statement::Commit);
+        sql
     }
 
     /// Copies the rows of the range found in heap blocks `[first, last)` of
@@ -200,11 +251,11 @@ impl Move<'_> {
              ON CONFLICT DO NOTHING",
             name = self.name,
             default = self.default,
-            range = self.range_params("", 3, 4),
+            range = self.range_literal(""),
         );
         let (a, b) = (format!("({first},0)"), format!("({last},0)"));
         client
-            .execute(&sql, &[&a, &b, &self.from, &self.to])
+            .execute(&sql, &[&a, &b])
             .await
             .map_err(DbError::query(format!(
                 "copying rows into {}",
@@ -297,10 +348,10 @@ END",
                 &format!(
                     "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} d
                       WHERE {range} AND ({dkeys}) IN (SELECT {keys} FROM {table})",
-                    range = self.range_params("d.", 1, 2),
+                    range = self.range_literal("d."),
                     dkeys = list(self.pk, "d."),
                 ),
-                &[&self.from, &self.to],
+                &[],
             )
             .await
             .map_err(ctx())?;
@@ -344,9 +395,9 @@ END",
                     &format!(
                         "INSERT INTO {name} ({cols}) SELECT {cols} FROM {default} WHERE {range} \
                          ON CONFLICT DO NOTHING",
-                        range = self.range_params("", 1, 2)
+                        range = self.range_literal("")
                     ),
-                    &[&self.from, &self.to],
+                    &[],
                 )
                 .await?;
             client.batch_execute("COMMIT").await
@@ -420,15 +471,15 @@ async fn oid_of(client: &Client, name: &QualifiedName) -> Result<u32, DbError> {
         .map_err(DbError::query("looking up the staging table"))
 }
 
-/// Moves the range out of the default partition (see the module comment).
-/// `resume` when a marked staging table exists already.
-pub async fn run(
+/// Steps 1–3 of the module comment for one staging table: create it (unless
+/// resuming), copy its rows in batches, start its change log and reconcile.
+async fn prepare(
     client: &Client,
     mv: &Move<'_>,
     policy: &LockPolicy,
     batch_rows: u64,
     resume: bool,
-) -> Result<(), PartitionError> {
+) -> Result<ChangeLog, PartitionError> {
     let what = format!("staging {}", mv.name.display_unquoted());
     if !resume {
         let sql = mv.create_staging_sql(policy);
@@ -455,14 +506,41 @@ pub async fn run(
     let started = Instant::now();
     mv.full_reconcile(client, &log).await?;
     tracing::info!(%partition, ms = started.elapsed().as_millis() as u64, "reconciled");
+    Ok(log)
+}
+
+/// Step 4 for every staging table at once, until one pass applied little.
+async fn catch_up_all(client: &Client, moves: &[(&Move<'_>, &ChangeLog)]) -> Result<(), DbError> {
     for pass in 1..=MAX_CATCH_UP_PASSES {
         let started = Instant::now();
-        let applied = mv.catch_up(client, &log).await?;
-        tracing::info!(%partition, pass, applied, ms = started.elapsed().as_millis() as u64, "caught up");
+        let mut applied = 0;
+        for (mv, log) in moves {
+            applied += mv.catch_up(client, log).await?;
+        }
+        tracing::info!(
+            pass,
+            applied,
+            ms = started.elapsed().as_millis() as u64,
+            "caught up"
+        );
         if applied <= SMALL_DELTA {
             break;
         }
     }
+    Ok(())
+}
+
+/// Moves the range out of the default partition (see the module comment).
+/// `resume` when a marked staging table exists already.
+pub async fn run(
+    client: &Client,
+    mv: &Move<'_>,
+    policy: &LockPolicy,
+    batch_rows: u64,
+    resume: bool,
+) -> Result<(), PartitionError> {
+    let log = prepare(client, mv, policy, batch_rows, resume).await?;
+    catch_up_all(client, &[(mv, &log)]).await?;
     let finish = format!(
         "moving rows of {} out of {}",
         mv.name.display_unquoted(),
@@ -475,6 +553,240 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// The staging table that becomes the default partition in a swap: named
+/// after the default's oid, so a resumed run finds it again.
+pub async fn rest_name(
+    client: &Client,
+    default: &QualifiedName,
+) -> Result<QualifiedName, PartitionError> {
+    let oid = oid_of(client, default).await?;
+    Ok(default.sibling(&format!("strata_default_{oid}"))?)
+}
+
+/// Rows of the default partition outside all `ranges` (what a swap's new
+/// default partition would hold, and ATTACH would scan).
+pub async fn rest_rows(
+    client: &Client,
+    spec: &TableSpec,
+    default: &QualifiedName,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Result<i64, DbError> {
+    let cond = Rows::Rest(ranges.to_vec()).sql(&spec.time_column, "");
+    client
+        .query_one(&format!("SELECT count(*) FROM {default} WHERE {cond}"), &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(DbError::query(
+            "counting rows that stay in the default partition",
+        ))
+}
+
+/// Drops what an interrupted swap left (the rest's staging table, its
+/// triggers on the default partition and its change log) when this run does
+/// not swap: the triggers would otherwise log writes forever.
+pub async fn abandon_rest(
+    client: &Client,
+    default: &QualifiedName,
+    policy: &LockPolicy,
+) -> Result<(), PartitionError> {
+    let rest = rest_name(client, default).await?;
+    if existing(client, &rest).await? != Existing::Staging {
+        return Ok(());
+    }
+    let log = ChangeLog::for_staging(&rest, oid_of(client, &rest).await?)?;
+    let mut sql = vec![Statement::Begin, Statement::Sql(policy.set_sql(true))];
+    for trigger in &log.triggers {
+        sql.push(Statement::Sql(format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {default}"
+        )));
+    }
+    sql.push(Statement::Sql(format!(
+        "DROP TABLE IF EXISTS {}; DROP FUNCTION IF EXISTS {}(); DROP TABLE {rest}",
+        log.table, log.function
+    )));
+    sql.push(Statement::Commit);
+    let what = format!("dropping the unfinished swap {}", rest.display_unquoted());
+    policy.run(&what, || run_statements(client, &sql)).await?;
+    tracing::info!(staging = %rest.display_unquoted(), "abandoned an unfinished default-partition swap");
+    Ok(())
+}
+
+/// Whether the default partition can be replaced by a rebuilt table: nothing
+/// but strata's own change-log triggers hangs on it (no views, rules, user
+/// triggers, publications, foreign keys, policies), so DROP TABLE after the
+/// swap cannot fail or lose an object.
+pub async fn swappable(client: &Client, default: &QualifiedName) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "WITH t AS (SELECT to_regclass($1) AS oid)
+             SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d, t
+                                 WHERE d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g, t
+                                 WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgparentid = 0
+                                   AND g.tgname NOT LIKE 'strata\\_move\\_%')
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel p, t WHERE p.prrelid = t.oid)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c, t
+                                 WHERE (c.conrelid = t.oid OR c.confrelid = t.oid) AND c.contype = 'f'
+                                   AND c.conparentid = 0)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p, t WHERE p.polrelid = t.oid)",
+            &[&default.to_string()],
+        )
+        .await
+        .map_err(DbError::query("checking whether the default partition can be swapped"))?;
+    Ok(row.get(0))
+}
+
+/// Moves several ranges out of the default partition at once by swapping
+/// the default partition itself: every range gets a staging table as in
+/// [`run`], and so does the rest (the rows staying in the default). The one
+/// final transaction applies the small deltas, detaches the old default,
+/// attaches each range (no default to scan, a CHECK proving the bounds) and
+/// the rest as the new default (scanned, but it holds only rows outside every
+/// range), and drops the old one. Nothing in it grows with the rows moved:
+/// no DELETE, no scan of the old default partition.
+///
+/// `resume[i]` says whether `ranges[i]`'s staging table exists already.
+pub async fn run_swap(
+    client: &Client,
+    ranges: &[Move<'_>],
+    resume: &[bool],
+    rest: &Move<'_>,
+    policy: &LockPolicy,
+    batch_rows: u64,
+) -> Result<(), PartitionError> {
+    let mut logs = Vec::with_capacity(ranges.len() + 1);
+    for (mv, resume) in ranges.iter().zip(resume) {
+        logs.push(prepare(client, mv, policy, batch_rows, *resume).await?);
+    }
+    let rest_resume = match existing(client, rest.name).await? {
+        Existing::None => false,
+        Existing::Staging => true,
+        Existing::Other => return Err(PartitionError::NameTaken(rest.name.display_unquoted())),
+    };
+    logs.push(prepare(client, rest, policy, batch_rows, rest_resume).await?);
+    let all: Vec<&Move<'_>> = ranges.iter().chain(std::iter::once(rest)).collect();
+    let pairs: Vec<(&Move<'_>, &ChangeLog)> = all.iter().copied().zip(logs.iter()).collect();
+    catch_up_all(client, &pairs).await?;
+    let finish = format!(
+        "swapping {} for a rebuilt default partition",
+        rest.default.display_unquoted()
+    );
+    let mut tables: Vec<&QualifiedName> = all.iter().map(|m| m.name).collect();
+    tables.push(rest.default);
+    policy
+        .run(&finish, || async {
+            cancel_autovacuum(client, &tables).await;
+            finish_swap(client, &pairs, policy).await
+        })
+        .await?;
+    Ok(())
+}
+
+/// The swap's final transaction; the last of `moves` is the rest.
+async fn finish_swap(
+    client: &Client,
+    moves: &[(&Move<'_>, &ChangeLog)],
+    policy: &LockPolicy,
+) -> Result<(), DbError> {
+    client
+        .batch_execute(&format!("BEGIN; {}; {NESTED_LOOPS}", policy.set_sql(true)))
+        .await
+        .map_err(DbError::query("starting the swap transaction"))?;
+    let started = Instant::now();
+    match finish_swap_body(client, moves).await {
+        Ok(laps) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(DbError::query("committing the swap transaction"))?;
+            tracing::info!(
+                partitions = moves.len() - 1,
+                total_ms = started.elapsed().as_secs_f64() * 1e3,
+                steps = ?laps,
+                "swapped the default partition"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn finish_swap_body(
+    client: &Client,
+    moves: &[(&Move<'_>, &ChangeLog)],
+) -> Result<Vec<Lap>, DbError> {
+    let (rest, _) = moves.last().expect("a swap has its rest");
+    let (default, parent) = (rest.default, &rest.spec.name);
+    let mut laps = Laps::default();
+    let run = |sql: String| async move {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(DbError::query(format!("running `{sql}`")))
+    };
+    // The lock order of Move::finish_body, for every staging table.
+    for (mv, _) in moves {
+        run(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", mv.name)).await?;
+    }
+    run(format!(
+        "LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE"
+    ))
+    .await?;
+    laps.lap("lock staging and default (writers go on)", 0);
+    run(super::executor::hold_writers_at_parent(parent)).await?;
+    laps.lap("lock parent", 0);
+    run(format!("LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE")).await?;
+    laps.lap("lock default", 0);
+    let mut applied = 0;
+    for (mv, log) in moves {
+        applied += mv.apply_delta(client, log).await?;
+    }
+    laps.lap("apply deltas", applied);
+    for (_, log) in moves {
+        for trigger in &log.triggers {
+            run(format!("DROP TRIGGER IF EXISTS {trigger} ON {default}")).await?;
+        }
+        run(format!(
+            "DROP TABLE {}; DROP FUNCTION {}()",
+            log.table, log.function
+        ))
+        .await?;
+    }
+    laps.lap("drop change logs", 0);
+    run(format!("ALTER TABLE {parent} DETACH PARTITION {default}")).await?;
+    laps.lap("detach old default", 0);
+    // With no default partition attached, ATTACH has nothing to scan but the
+    // new partition, and its CHECK proves the bounds.
+    for (mv, _) in moves {
+        run(format!(
+            "ALTER TABLE {parent} ATTACH PARTITION {} {}",
+            mv.name,
+            mv.bound_sql()
+        ))
+        .await?;
+    }
+    laps.lap("attach", 0);
+    let check = Ident::new(BOUNDS_CHECK).expect("static name");
+    for (mv, _) in moves {
+        let name = mv.name;
+        if let Rows::Range { .. } = mv.rows {
+            run(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")).await?;
+        }
+        run(format!("COMMENT ON TABLE {name} IS NULL")).await?;
+    }
+    run(format!(
+        "DROP TABLE {default}; ALTER TABLE {} RENAME TO {}",
+        rest.name, default.name
+    ))
+    .await?;
+    rename_indexes(client, rest.name, default).await?;
+    laps.lap("drop old default, rename", 0);
+    Ok(laps.done)
 }
 
 /// Autovacuum (likely on the freshly filled staging table, or on the default
@@ -577,11 +889,8 @@ impl Move<'_> {
         laps.lap("drop change log", 0);
         let deleted = client
             .execute(
-                &format!(
-                    "DELETE FROM {default} WHERE {}",
-                    self.range_params("", 1, 2)
-                ),
-                &[&self.from, &self.to],
+                &format!("DELETE FROM {default} WHERE {}", self.range_literal("")),
+                &[],
             )
             .await
             .map_err(DbError::query(format!(
@@ -590,9 +899,8 @@ impl Move<'_> {
             )))?;
         laps.lap("delete from default", deleted);
         run(format!(
-            "ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({}) TO ({})",
-            literal(&sql_timestamp(self.from)),
-            literal(&sql_timestamp(self.to))
+            "ALTER TABLE {parent} ATTACH PARTITION {name} {}",
+            self.bound_sql()
         ))
         .await?;
         laps.lap("attach", 0);
@@ -604,6 +912,62 @@ impl Move<'_> {
         laps.lap("unmark", 0);
         Ok(laps.done)
     }
+}
+
+/// The rebuilt default's indexes were named after its staging name
+/// (`strata_default_<oid>_…`); with the old default dropped they take the
+/// names the default partition's indexes would have. A name that is taken
+/// or too long stays as it is.
+async fn rename_indexes(
+    client: &Client,
+    staging: &QualifiedName,
+    default: &QualifiedName,
+) -> Result<(), DbError> {
+    let rows = client
+        .query(
+            "SELECT i.relname::text FROM pg_catalog.pg_index x
+               JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+              WHERE x.indrelid = to_regclass($1)",
+            &[&default.to_string()],
+        )
+        .await
+        .map_err(DbError::query(
+            "reading the new default partition's indexes",
+        ))?;
+    let prefix = staging.name.as_str();
+    for row in rows {
+        let old: String = row.get(0);
+        let Some(rest) = old.strip_prefix(prefix) else {
+            continue;
+        };
+        let (Ok(from), Ok(to)) = (
+            default.sibling(&old),
+            Ident::new(format!("{}{rest}", default.name.as_str())),
+        ) else {
+            continue;
+        };
+        let taken: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&default
+                    .sibling(to.as_str())
+                    .map(|q| q.to_string())
+                    .unwrap_or_default()],
+            )
+            .await
+            .map_err(DbError::query("checking an index name"))?
+            .get(0);
+        if !taken {
+            client
+                .batch_execute(&format!("ALTER INDEX {from} RENAME TO {to}"))
+                .await
+                .map_err(DbError::query(format!(
+                    "renaming index {}",
+                    from.display_unquoted()
+                )))?;
+        }
+    }
+    Ok(())
 }
 
 /// One timed statement of the final transaction: what, how long, rows.

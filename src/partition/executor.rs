@@ -188,15 +188,33 @@ async fn apply_locked(
         partitions: snap.partitions.clone(),
     };
     let mut report = ApplyReport::default();
-    for step in steps {
+    let swap = swap_group(client, &ctx, steps).await?;
+    for (i, step) in steps.iter().enumerate() {
+        if swap.contains(&i) {
+            if i != swap[0] {
+                continue;
+            }
+            let started = Instant::now();
+            let error = match run_swap(client, &ctx, steps, &swap).await {
+                Ok(()) => None,
+                Err(e) => Some(describe_error(client, spec, e).await),
+            };
+            for &j in &swap {
+                let result = StepResult {
+                    step: steps[j].clone(),
+                    ok: error.is_none(),
+                    millis: started.elapsed().as_millis(),
+                    error: error.clone(),
+                };
+                progress(&result);
+                report.results.push(result);
+            }
+            continue;
+        }
         let started = Instant::now();
         let error = match run_step(client, &ctx, step).await {
             Ok(()) => None,
-            Err(PartitionError::Db(e @ DbError::LockTimeout { .. })) => {
-                let holders = db::describe_blockers(&db::blockers(client, &spec.name).await);
-                Some(format!("{e}; {holders}"))
-            }
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(describe_error(client, spec, e).await),
         };
         let result = StepResult {
             step: step.clone(),
@@ -208,6 +226,125 @@ async fn apply_locked(
         report.results.push(result);
     }
     Ok(report)
+}
+
+/// A failed step's error; a lock timeout names who held the lock.
+async fn describe_error(client: &Client, spec: &TableSpec, e: PartitionError) -> String {
+    match e {
+        PartitionError::Db(e @ DbError::LockTimeout { .. }) => {
+            let holders = db::describe_blockers(&db::blockers(client, &spec.name).await);
+            format!("{e}; {holders}")
+        }
+        e => e.to_string(),
+    }
+}
+
+/// The create steps (by index) to run as one swap of the default partition
+/// (see `default_move::run_swap`), or none. A swap is worth it when more rows
+/// move than one short transaction should delete and ATTACH should scan,
+/// while few rows stay behind (the new default partition is scanned at
+/// ATTACH) and nothing else depends on the default partition. Otherwise the
+/// steps run one by one, and a swap left unfinished by an earlier run is
+/// abandoned (its staging table and triggers dropped).
+async fn swap_group(
+    client: &Client,
+    ctx: &Context<'_>,
+    steps: &[Step],
+) -> Result<Vec<usize>, PartitionError> {
+    let Some(default) = &ctx.default else {
+        return Ok(Vec::new());
+    };
+    let creates: Vec<usize> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Step::Create { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let moved: u64 = creates
+        .iter()
+        .map(|&i| match &steps[i] {
+            Step::Create { default_rows, .. } => *default_rows as u64,
+            _ => 0,
+        })
+        .sum();
+    let batch = ctx.maintenance.move_batch_rows;
+    let wanted = !ctx.pk.is_empty()
+        && moved > batch
+        && default_move::swappable(client, default).await?
+        && default_move::rest_rows(client, ctx.spec, default, &ranges(steps, &creates)).await?
+            <= batch as i64;
+    if wanted {
+        return Ok(creates);
+    }
+    default_move::abandon_rest(client, default, &ctx.maintenance.lock).await?;
+    Ok(Vec::new())
+}
+
+fn ranges(
+    steps: &[Step],
+    group: &[usize],
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    group
+        .iter()
+        .filter_map(|&i| match &steps[i] {
+            Step::Create { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn run_swap(
+    client: &Client,
+    ctx: &Context<'_>,
+    steps: &[Step],
+    group: &[usize],
+) -> Result<(), PartitionError> {
+    let default = ctx
+        .default
+        .as_ref()
+        .expect("a swap has a default partition");
+    let mut moves = Vec::with_capacity(group.len());
+    let mut resume = Vec::with_capacity(group.len());
+    for &i in group {
+        let Step::Create { name, from, to, .. } = &steps[i] else {
+            continue;
+        };
+        match default_move::existing(client, name).await? {
+            default_move::Existing::Other => {
+                return Err(PartitionError::NameTaken(name.display_unquoted()))
+            }
+            e => resume.push(e == default_move::Existing::Staging),
+        }
+        moves.push(default_move::Move {
+            spec: ctx.spec,
+            name,
+            default,
+            rows: default_move::Rows::Range {
+                from: *from,
+                to: *to,
+            },
+            columns: &ctx.columns,
+            pk: &ctx.pk,
+        });
+    }
+    let rest_name = default_move::rest_name(client, default).await?;
+    let rest = default_move::Move {
+        spec: ctx.spec,
+        name: &rest_name,
+        default,
+        rows: default_move::Rows::Rest(ranges(steps, group)),
+        columns: &ctx.columns,
+        pk: &ctx.pk,
+    };
+    default_move::run_swap(
+        client,
+        &moves,
+        &resume,
+        &rest,
+        &ctx.maintenance.lock,
+        ctx.maintenance.move_batch_rows,
+    )
+    .await
 }
 
 /// Runs `sql` (see [`run_statements`]) under the lock policy's retries.
@@ -275,8 +412,10 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
         spec: ctx.spec,
         name,
         default,
-        from: *from,
-        to: *to,
+        rows: default_move::Rows::Range {
+            from: *from,
+            to: *to,
+        },
         columns: &ctx.columns,
         pk: &ctx.pk,
     };
