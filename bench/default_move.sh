@@ -19,7 +19,7 @@ RATE=${2:-1500}
 BIN=${3:-target/release/strata}
 PGBIN=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/pgbench | sort -V | tail -1)")
 $BIN local start >/dev/null
-BASE=$($BIN local url)
+BASE=$($BIN local url --show-password)
 ADMIN=${BASE%/*}/postgres
 URL=${BASE%/*}/strata_move_bench
 WORK=$(mktemp -d)

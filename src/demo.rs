@@ -228,15 +228,49 @@ pub async fn run(
     for l in &plan_lines {
         println!("  {l}");
     }
-    println!(
-        "\nNext:\n  psql {}\n  strata report            # what to fix, with the command for each\n  strata health\n  strata stats partitions\n  strata partitions plan --now {}   # what maintenance would do next month (a preview: nothing changes)",
+    let exe = shell_command();
+    let mut next = String::from("\nNext:\n");
+    if target.local {
+        // The commands find the cluster through STRATA_HOME from any directory.
+        let home = crate::cluster::LocalCluster::from_env()
+            .home()
+            .to_path_buf();
+        let home = std::path::absolute(&home).unwrap_or(home);
+        next.push_str(&format!(
+            "  export STRATA_HOME={}   # so the commands below find this cluster from any directory\n",
+            crate::format::shell_word(&home.display().to_string())
+        ));
+    }
+    next.push_str(&format!(
+        "  psql {}\n  {exe} report            # what to fix, with the command for each\n  {exe} health\n  {exe} stats partitions\n  {exe} partitions plan --now {}   # what maintenance would do next month (a preview: nothing changes)",
         // Never the password itself: the local one comes from `local url`.
         if target.local {
-            "\"$(strata local url --show-password)\"".to_string()
+            format!("\"$({exe} local url --show-password)\"")
         } else {
             format!("'{}'", crate::db::redact_url(&target.url))
         },
         (now + Months::new(1)).format("%Y-%m-%d")
-    );
+    ));
+    println!("{next}");
     Ok(())
+}
+
+/// How to run this binary from a shell: `strata` when that name on PATH is
+/// this very executable (installed), else its absolute path (`cargo run`).
+fn shell_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "strata".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("strata")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        "strata".into()
+    } else {
+        crate::format::shell_word(&exe.display().to_string())
+    }
 }

@@ -270,3 +270,17 @@ mod tests {
         );
     }
 }
+
+/// Text as one POSIX shell word: left bare when it holds only characters no
+/// shell treats specially, else single-quoted.
+pub fn shell_word(text: &str) -> String {
+    let bare = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c));
+    if bare {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}

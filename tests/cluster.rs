@@ -153,3 +153,47 @@ fn a_wrong_server_binary_folder_is_a_clear_error() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// With no --database-url and no local cluster, a command that reads a
+/// database refuses (exit 2, saying what to do) instead of creating and
+/// starting a cluster of its own; `migrate --local` creates one, and then
+/// commands use it, saying so on stderr.
+#[test]
+fn no_url_and_no_cluster_is_an_error_not_a_new_cluster() {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("no-cluster-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    for args in [
+        &["health"][..],
+        &["report"],
+        &["stats", "partitions"],
+        &["maintain"],
+        &["migrate"],
+    ] {
+        let out = strata(&home, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--database-url") && err.contains("strata local start"),
+            "{args:?}: {err}"
+        );
+        assert!(!home.exists(), "{args:?} created {}", home.display());
+    }
+    let created = strata(&home, &["migrate", "--local"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let health = strata(&home, &["--json", "health"]);
+    let err = String::from_utf8_lossy(&health.stderr);
+    assert!(
+        err.contains("using the local cluster in"),
+        "says which database it used: {err}"
+    );
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&health.stdout).is_ok(),
+        "{err}"
+    );
+    json(&strata(&home, &["--json", "local", "destroy", "--yes"]));
+}

@@ -530,11 +530,21 @@ async fn a_large_move_swaps_the_default_partition_keeping_the_rows_outside_the_w
         count(
             &c,
             "SELECT count(*) FROM pg_class WHERE obj_description(oid, 'pg_class') LIKE 'strata staging%'
-                OR relname LIKE 'strata\\_default\\_%'"
+                OR relname LIKE 'strata\\_default\\_%' OR relname LIKE 'strata\\_retired\\_%'"
         )
         .await,
         0,
-        "no staging table left"
+        "no staging table, retired default or staging-named index left"
+    );
+    assert!(
+        count(
+            &c,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'audit_logs_default'
+               AND indexname = 'audit_logs_default_pkey'"
+        )
+        .await
+            == 1,
+        "the new default's indexes carry the default partition's names"
     );
     for sql in [
         "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'strata_move_%'",

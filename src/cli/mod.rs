@@ -68,6 +68,10 @@ pub enum Command {
         /// Show what would be applied without applying it.
         #[arg(long)]
         dry_run: bool,
+        /// With no --database-url: create strata's local cluster if there is
+        /// none (other commands only use one that exists).
+        #[arg(long)]
+        local: bool,
     },
     /// Bulk-load generated rows (--rows) or an NDJSON/CSV file (--file) with COPY.
     Load(LoadArgs),
@@ -553,8 +557,12 @@ async fn dispatch(cli: &Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), env)?;
     match &cli.command {
         Command::Local { action } => local::run(action, cli.json).await,
-        Command::Migrate { dry_run } => {
-            let target = Target::resolve(cli, false).await?;
+        Command::Migrate { dry_run, local } => {
+            let target = if *local {
+                Target::resolve_or_create(cli, false).await?
+            } else {
+                Target::resolve(cli, false).await?
+            };
             local::migrate(&target, *dry_run, cli.json).await
         }
         Command::Load(args) => {
@@ -563,7 +571,7 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             partitions::load(&target, &config, args, cli.json).await
         }
         Command::Demo { rows, reload } => {
-            let target = Target::resolve(cli, true).await?;
+            let target = Target::resolve_or_create(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             crate::demo::run(&target, &config, *rows, *reload, cli.json).await
         }

@@ -681,7 +681,7 @@ pub async fn run_swap(
             finish_swap(client, &pairs, policy).await
         })
         .await?;
-    Ok(())
+    drop_retired(client, rest.default, policy).await
 }
 
 /// The swap's final transaction; the last of `moves` is the rest.
@@ -723,70 +723,135 @@ async fn finish_swap_body(
     let (rest, _) = moves.last().expect("a swap has its rest");
     let (default, parent) = (rest.default, &rest.spec.name);
     let mut laps = Laps::default();
-    let run = |sql: String| async move {
+    // One round trip per batch: writers wait for this transaction, and with
+    // a dozen partitions statement-by-statement round trips add up.
+    let run = |sql: Vec<String>| async move {
+        let sql = sql.join(";\n");
         client
             .batch_execute(&sql)
             .await
             .map_err(DbError::query(format!("running `{sql}`")))
     };
     // The lock order of Move::finish_body, for every staging table.
-    for (mv, _) in moves {
-        run(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", mv.name)).await?;
-    }
-    run(format!(
+    let mut sql: Vec<String> = moves
+        .iter()
+        .map(|(mv, _)| format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", mv.name))
+        .collect();
+    sql.push(format!(
         "LOCK TABLE {default} IN SHARE UPDATE EXCLUSIVE MODE"
-    ))
-    .await?;
+    ));
+    run(sql).await?;
     laps.lap("lock staging and default (writers go on)", 0);
-    run(super::executor::hold_writers_at_parent(parent)).await?;
+    run(vec![super::executor::hold_writers_at_parent(parent)]).await?;
     laps.lap("lock parent", 0);
-    run(format!("LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE")).await?;
+    run(vec![format!(
+        "LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE"
+    )])
+    .await?;
     laps.lap("lock default", 0);
+    let pending = format!(
+        "SELECT ARRAY[{}]",
+        moves
+            .iter()
+            .map(|(_, log)| format!("EXISTS (SELECT 1 FROM {})", log.table))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let pending: Vec<bool> = client
+        .query_one(&pending, &[])
+        .await
+        .map_err(DbError::query("reading the change logs"))?
+        .get(0);
     let mut applied = 0;
-    for (mv, log) in moves {
-        applied += mv.apply_delta(client, log).await?;
+    for ((mv, log), pending) in moves.iter().zip(pending) {
+        if pending {
+            applied += mv.apply_delta(client, log).await?;
+        }
     }
     laps.lap("apply deltas", applied);
+    let mut sql = Vec::new();
     for (_, log) in moves {
         for trigger in &log.triggers {
-            run(format!("DROP TRIGGER IF EXISTS {trigger} ON {default}")).await?;
+            sql.push(format!("DROP TRIGGER IF EXISTS {trigger} ON {default}"));
         }
-        run(format!(
-            "DROP TABLE {}; DROP FUNCTION {}()",
-            log.table, log.function
-        ))
-        .await?;
+        sql.push(format!("DROP TABLE {}", log.table));
+        sql.push(format!("DROP FUNCTION {}()", log.function));
     }
+    run(sql).await?;
     laps.lap("drop change logs", 0);
-    run(format!("ALTER TABLE {parent} DETACH PARTITION {default}")).await?;
-    laps.lap("detach old default", 0);
     // With no default partition attached, ATTACH has nothing to scan but the
-    // new partition, and its CHECK proves the bounds.
+    // new partition, and its CHECK proves the bounds. The old default is
+    // renamed, not dropped: unlinking its files would lengthen the commit
+    // writers wait for; it is dropped right after, in its own transaction.
+    let retired = retired_name(default, oid_of(client, default).await?)?;
+    let check = Ident::new(BOUNDS_CHECK).expect("static name");
+    let mut sql = vec![format!("ALTER TABLE {parent} DETACH PARTITION {default}")];
     for (mv, _) in moves {
-        run(format!(
+        sql.push(format!(
             "ALTER TABLE {parent} ATTACH PARTITION {} {}",
             mv.name,
             mv.bound_sql()
-        ))
-        .await?;
+        ));
     }
-    laps.lap("attach", 0);
-    let check = Ident::new(BOUNDS_CHECK).expect("static name");
     for (mv, _) in moves {
-        let name = mv.name;
         if let Rows::Range { .. } = mv.rows {
-            run(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")).await?;
+            sql.push(format!("ALTER TABLE {} DROP CONSTRAINT {check}", mv.name));
         }
-        run(format!("COMMENT ON TABLE {name} IS NULL")).await?;
+        sql.push(format!("COMMENT ON TABLE {} IS NULL", mv.name));
     }
-    run(format!(
-        "DROP TABLE {default}; ALTER TABLE {} RENAME TO {}",
+    sql.push(format!("ALTER TABLE {default} RENAME TO {}", retired.name));
+    sql.push(format!(
+        "COMMENT ON TABLE {retired} IS {}",
+        literal(RETIRED_MARK)
+    ));
+    sql.push(format!(
+        "ALTER TABLE {} RENAME TO {}",
         rest.name, default.name
-    ))
-    .await?;
-    rename_indexes(client, rest.name, default).await?;
-    laps.lap("drop old default, rename", 0);
+    ));
+    run(sql).await?;
+    laps.lap("detach old default, attach, rename", 0);
     Ok(laps.done)
+}
+
+/// Comment on an old default partition replaced by a swap, until dropped.
+const RETIRED_MARK: &str = "strata retired default partition";
+
+fn retired_name(default: &QualifiedName, oid: u32) -> Result<QualifiedName, IdentError> {
+    default.sibling(&format!("strata_retired_{oid}"))
+}
+
+/// Drops old default partitions that swaps replaced (marked, detached, in
+/// the default's schema), then gives the current default's indexes the names
+/// the old ones had. Each in a short transaction of its own; nothing here
+/// touches a table writers use but through SHARE UPDATE EXCLUSIVE (index
+/// renames). A lock that is not granted in time leaves the rest for the
+/// next run.
+pub async fn drop_retired(
+    client: &Client,
+    default: &QualifiedName,
+    policy: &LockPolicy,
+) -> Result<(), PartitionError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+                AND c.relname LIKE 'strata\\_retired\\_%' AND obj_description(c.oid, 'pg_class') = $2",
+            &[&default.schema.as_str(), &RETIRED_MARK],
+        )
+        .await
+        .map_err(DbError::query("looking for retired default partitions"))?;
+    for row in rows {
+        let name = default.sibling(&row.get::<_, String>(0))?;
+        let sql = vec![
+            Statement::Begin,
+            Statement::Sql(policy.set_sql(true)),
+            Statement::Sql(format!("DROP TABLE {name}")),
+            Statement::Commit,
+        ];
+        let what = format!("dropping {}", name.display_unquoted());
+        policy.run(&what, || run_statements(client, &sql)).await?;
+    }
+    rename_indexes(client, default, policy).await
 }
 
 /// Autovacuum (likely on the freshly filled staging table, or on the default
@@ -915,57 +980,47 @@ impl Move<'_> {
 }
 
 /// The rebuilt default's indexes were named after its staging name
-/// (`strata_default_<oid>_…`); with the old default dropped they take the
+/// (`strata_default_<oid>_…`); once the old default is dropped they take the
 /// names the default partition's indexes would have. A name that is taken
 /// or too long stays as it is.
 async fn rename_indexes(
     client: &Client,
-    staging: &QualifiedName,
     default: &QualifiedName,
-) -> Result<(), DbError> {
+    policy: &LockPolicy,
+) -> Result<(), PartitionError> {
     let rows = client
         .query(
-            "SELECT i.relname::text FROM pg_catalog.pg_index x
+            "SELECT i.relname::text, to_regclass(quote_ident(n.nspname) || '.' || quote_ident($2 || substring(i.relname from '^strata_default_[0-9]+(.*)$'))) IS NOT NULL
+               FROM pg_catalog.pg_index x
                JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
-              WHERE x.indrelid = to_regclass($1)",
-            &[&default.to_string()],
+               JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+              WHERE x.indrelid = to_regclass($1) AND i.relname ~ '^strata_default_[0-9]+'",
+            &[&default.to_string(), &default.name.as_str()],
         )
         .await
-        .map_err(DbError::query(
-            "reading the new default partition's indexes",
-        ))?;
-    let prefix = staging.name.as_str();
+        .map_err(DbError::query("reading the new default partition's indexes"))?;
     for row in rows {
-        let old: String = row.get(0);
-        let Some(rest) = old.strip_prefix(prefix) else {
-            continue;
-        };
+        let (old, taken): (String, bool) = (row.get(0), row.get(1));
+        let suffix = old
+            .trim_start_matches("strata_default_")
+            .trim_start_matches(|c: char| c.is_ascii_digit());
         let (Ok(from), Ok(to)) = (
             default.sibling(&old),
-            Ident::new(format!("{}{rest}", default.name.as_str())),
+            Ident::new(format!("{}{suffix}", default.name.as_str())),
         ) else {
             continue;
         };
-        let taken: bool = client
-            .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
-                &[&default
-                    .sibling(to.as_str())
-                    .map(|q| q.to_string())
-                    .unwrap_or_default()],
-            )
-            .await
-            .map_err(DbError::query("checking an index name"))?
-            .get(0);
-        if !taken {
-            client
-                .batch_execute(&format!("ALTER INDEX {from} RENAME TO {to}"))
-                .await
-                .map_err(DbError::query(format!(
-                    "renaming index {}",
-                    from.display_unquoted()
-                )))?;
+        if taken {
+            continue;
         }
+        let sql = vec![
+            Statement::Begin,
+            Statement::Sql(policy.set_sql(true)),
+            Statement::Sql(format!("ALTER INDEX {from} RENAME TO {to}")),
+            Statement::Commit,
+        ];
+        let what = format!("renaming index {}", from.display_unquoted());
+        policy.run(&what, || run_statements(client, &sql)).await?;
     }
     Ok(())
 }

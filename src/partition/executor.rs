@@ -254,6 +254,8 @@ async fn swap_group(
     let Some(default) = &ctx.default else {
         return Ok(Vec::new());
     };
+    // What an earlier swap may have left: its old default, index names.
+    default_move::drop_retired(client, default, &ctx.maintenance.lock).await?;
     let creates: Vec<usize> = steps
         .iter()
         .enumerate()

@@ -24,7 +24,7 @@ fn shell_word(name: &QualifiedName) -> String {
     if plain(name.schema.as_str()) && plain(name.name.as_str()) {
         return name.display_unquoted();
     }
-    format!("'{}'", name.to_string().replace('\'', "'\\''"))
+    crate::format::shell_word(&name.to_string())
 }
 
 /// How to drop an index without stalling writers: CONCURRENTLY where the
