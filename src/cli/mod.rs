@@ -32,9 +32,14 @@ pub use target::Target;
 /// cheap for years: partitions made ahead of time, the right indexes,
 /// maintenance that never stalls writers.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, propagate_version = true)]
+#[command(
+    name = "strata",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("STRATA_COMMIT"), ")"),
+    propagate_version = true
+)]
 pub struct Cli {
-    /// PostgreSQL to work on; without it strata uses (and starts) its local cluster.
+    /// PostgreSQL to work on; without it strata uses its local cluster if one exists
+    /// (`strata local start` or `strata demo` creates it), else exits 2.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Configuration file (default: strata.toml in the current directory, if present).
