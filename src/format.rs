@@ -185,6 +185,20 @@ pub fn table_within(headers: &[&str], rows: &[Vec<String>], limit: Option<usize>
     out
 }
 
+/// Text as one POSIX shell word: left bare when it holds only characters no
+/// shell treats specially, else single-quoted.
+pub fn shell_word(text: &str) -> String {
+    let bare = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c));
+    if bare {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,18 +283,13 @@ mod tests {
             "{tiny}"
         );
     }
-}
 
-/// Text as one POSIX shell word: left bare when it holds only characters no
-/// shell treats specially, else single-quoted.
-pub fn shell_word(text: &str) -> String {
-    let bare = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c));
-    if bare {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(super::shell_word("/srv/app/.strata"), "/srv/app/.strata");
+        assert_eq!(super::shell_word("/my dir/x"), "'/my dir/x'");
+        assert_eq!(super::shell_word("it's"), "'it'\\''s'");
+        assert_eq!(super::shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(super::shell_word(""), "''");
     }
 }
