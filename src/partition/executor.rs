@@ -189,7 +189,14 @@ async fn apply_locked(
     };
     let mut report = ApplyReport::default();
     let swap = swap_group(client, &ctx, steps).await?;
-    for (i, step) in steps.iter().enumerate() {
+    // The swap first: every step after it sees a default partition holding
+    // only the rows outside the window, so their ATTACH scans little.
+    let order = swap
+        .iter()
+        .copied()
+        .chain((0..steps.len()).filter(|i| !swap.contains(i)));
+    for i in order {
+        let step = &steps[i];
         if swap.contains(&i) {
             if i != swap[0] {
                 continue;
@@ -259,7 +266,10 @@ async fn swap_group(
     let creates: Vec<usize> = steps
         .iter()
         .enumerate()
-        .filter(|(_, s)| matches!(s, Step::Create { .. }))
+        // Periods with no rows in the default partition (those ahead) are
+        // created after the swap, each in its own short transaction: attaching
+        // them in the final transaction would only lengthen it.
+        .filter(|(_, s)| matches!(s, Step::Create { default_rows, .. } if *default_rows > 0))
         .map(|(i, _)| i)
         .collect();
     let moved: u64 = creates
