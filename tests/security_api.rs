@@ -439,3 +439,77 @@ async fn request_ids_token_refusals_and_sql_text_give_nothing_away() {
         .unwrap()
         .unwrap();
 }
+
+/// NUL characters (raw and as `\u0000` in JSON) and dates before the common
+/// era or past year 9999, in every place a client can put them: a 4xx
+/// naming the field (or, for a far-away but valid range, an empty page),
+/// never a 500.
+#[tokio::test]
+async fn nul_characters_and_out_of_range_dates_are_client_errors() {
+    let db = TestDb::migrated().await;
+    let writer = token(&db, Role::Writer).await;
+    let reader = token(&db, Role::Reader).await;
+    let app = api::app(state(&db, Config::default(), ServeOptions::default()));
+    let ok_span = "from=2026-01-01&to=2026-02-01";
+    let gets = [
+        format!("/audit-logs?{ok_span}&action=%00"),
+        format!("/audit-logs?{ok_span}&q=a%00b"),
+        format!("/audit-logs?{ok_span}&severity=%00"),
+        format!("/audit-logs?{ok_span}&resource_type=x%00"),
+        format!("/audit-logs?{ok_span}&details=%7B%22a%22%3A%22%5Cu0000%22%7D"),
+        format!("/audit-logs?{ok_span}&details=%7B%22a%5Cu0000%22%3A1%7D"),
+        format!("/audit-logs?{ok_span}&cursor=%00"),
+        "/audit-logs?from=0000-01-01T00:00:00Z&to=0000-02-01T00:00:00Z".into(),
+        "/audit-logs?from=-0044-03-15T00:00:00Z&to=-0044-03-16T00:00:00Z".into(),
+        "/audit-logs?from=9999-12-31T00:00:00Z&to=10000-01-01T00:00:00Z".into(),
+        "/audit-logs?from=0001-01-01%20BC&to=0001-02-01".into(),
+        "/audit-logs/summary?from=0000-01-01&to=0000-02-01".into(),
+        "/audit-logs/summary?from=%00&to=2026-01-01".into(),
+    ];
+    for uri in &gets {
+        let resp = app
+            .clone()
+            .oneshot(request("GET", uri, Some(&reader), "192.0.2.7:1"))
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = body_of(resp).await;
+        // A far-away range is a fair question (an empty page); what a
+        // PostgreSQL value cannot hold is the client's mistake.
+        let fair = uri.contains("from=0000") || uri.contains("from=9999");
+        assert!(
+            status.is_client_error() || (fair && status == StatusCode::OK),
+            "GET {uri}: {status} {body}"
+        );
+    }
+    let bodies = [
+        r#"{"user_id":1,"action":"a\u0000b"}"#,
+        r#"{"user_id":1,"action":"a","details":{"k":"\u0000"}}"#,
+        r#"{"user_id":1,"action":"a","details":{"k\u0000":1}}"#,
+        r#"{"user_id":1,"action":"a","user_agent":"x\u0000"}"#,
+        r#"{"user_id":1,"action":"a","created_at":"0000-12-31T00:00:00Z"}"#,
+        r#"{"user_id":1,"action":"a","created_at":"-0001-01-01T00:00:00Z"}"#,
+        r#"{"user_id":1,"action":"a","created_at":"+10000-01-01T00:00:00Z"}"#,
+        r#"[{"user_id":1,"action":"ok"},{"user_id":2,"action":"\u0000"}]"#,
+    ];
+    for body in bodies {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/audit-logs")
+            .header("authorization", format!("Bearer {writer}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo("192.0.2.7:1".parse::<SocketAddr>().unwrap()));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let text = body_of(resp).await;
+        assert!(status.is_client_error(), "POST {body}: {status} {text}");
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM audit_logs").await,
+        0,
+        "a batch with one bad row writes nothing"
+    );
+}

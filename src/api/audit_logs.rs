@@ -203,6 +203,23 @@ async fn post(
     }
 }
 
+/// PostgreSQL text cannot hold NUL (nor jsonb `\u0000`): refused here by
+/// name, instead of failing in the database as an internal error.
+fn no_nul(params: &[(&str, &Option<String>)]) -> ApiResult<()> {
+    for (name, value) in params {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.contains('\0') || v.contains("\\u0000"))
+        {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                format!("{name} contains a NUL character, which PostgreSQL text cannot hold"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn time(name: &str, value: &str) -> ApiResult<DateTime<Utc>> {
     crate::cli::parse_when(value)
         .map_err(|e| AppError::bad_request("invalid_query", format!("{name}: {e}")))
@@ -268,6 +285,14 @@ async fn list(
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Page>> {
     let (from, to) = span(&p.from, &p.to)?;
+    no_nul(&[
+        ("action", &p.action),
+        ("severity", &p.severity),
+        ("resource_type", &p.resource_type),
+        ("details", &p.details),
+        ("q", &p.q),
+        ("cursor", &p.cursor),
+    ])?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::bad_request(
