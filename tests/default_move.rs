@@ -668,3 +668,32 @@ async fn an_abandoned_swap_leaves_no_trigger_behind() {
         500
     );
 }
+
+/// A grant on the default partition itself would not carry over to a
+/// rebuilt table: no swap then, and the grant is still there afterwards.
+#[tokio::test]
+async fn a_default_partition_with_grants_of_its_own_is_not_swapped() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    fill(&c, 3000).await;
+    c.batch_execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'strata_test_auditor') THEN
+             CREATE ROLE strata_test_auditor; END IF; END $$;
+         GRANT SELECT ON audit_logs_default TO strata_test_auditor",
+    )
+    .await
+    .unwrap();
+    let old_default = oid(&c, "audit_logs_default").await;
+    maintain(&db, SPRING).await;
+    assert_eq!(oid(&c, "audit_logs_default").await, old_default);
+    let granted: bool = c
+        .query_one(
+            "SELECT has_table_privilege('strata_test_auditor', 'audit_logs_default', 'SELECT')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(granted);
+    assert_clean(&c).await;
+}

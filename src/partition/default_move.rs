@@ -615,8 +615,8 @@ pub async fn abandon_rest(
 
 /// Whether the default partition can be replaced by a rebuilt table: nothing
 /// but strata's own change-log triggers hangs on it (no views, rules, user
-/// triggers, publications, foreign keys, policies), so DROP TABLE after the
-/// swap cannot fail or lose an object.
+/// triggers, publications, foreign keys, policies, grants of its own), so
+/// replacing it cannot fail or lose an object.
 pub async fn swappable(client: &Client, default: &QualifiedName) -> Result<bool, DbError> {
     let row = client
         .query_one(
@@ -630,7 +630,9 @@ pub async fn swappable(client: &Client, default: &QualifiedName) -> Result<bool,
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c, t
                                  WHERE (c.conrelid = t.oid OR c.confrelid = t.oid) AND c.contype = 'f'
                                    AND c.conparentid = 0)
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p, t WHERE p.polrelid = t.oid)",
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p, t WHERE p.polrelid = t.oid)
+                -- Grants of its own would not carry over to the rebuilt table.
+                AND (SELECT c.relacl IS NULL FROM pg_catalog.pg_class c, t WHERE c.oid = t.oid)",
             &[&default.to_string()],
         )
         .await
