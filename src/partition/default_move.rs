@@ -480,8 +480,22 @@ async fn prepare(
     batch_rows: u64,
     resume: bool,
 ) -> Result<ChangeLog, PartitionError> {
-    let what = format!("staging {}", mv.name.display_unquoted());
+    let log = copy_into_staging(client, mv, policy, batch_rows, resume).await?;
+    start_change_logs(client, &[(mv, &log)], policy).await?;
+    reconcile(client, mv, &log).await?;
+    Ok(log)
+}
+
+/// Steps 1–2: the staging table (unless resuming) and the batched copy.
+async fn copy_into_staging(
+    client: &Client,
+    mv: &Move<'_>,
+    policy: &LockPolicy,
+    batch_rows: u64,
+    resume: bool,
+) -> Result<ChangeLog, PartitionError> {
     if !resume {
+        let what = format!("staging {}", mv.name.display_unquoted());
         let sql = mv.create_staging_sql(policy);
         policy.run(&what, || run_statements(client, &sql)).await?;
     }
@@ -496,17 +510,50 @@ async fn prepare(
         first += step_blocks;
     }
     tracing::info!(%partition, copied, ms = started.elapsed().as_millis() as u64, "copied out of the default partition");
-    let sql = mv.change_log_sql(&log, policy);
+    Ok(log)
+}
+
+/// Step 3's triggers, for all the moves in one transaction: each CREATE
+/// TRIGGER takes SHARE ROW EXCLUSIVE on the default partition, which waits
+/// for the inserts in flight while new ones queue behind it, so that wait
+/// happens once, not once per period.
+async fn start_change_logs(
+    client: &Client,
+    moves: &[(&Move<'_>, &ChangeLog)],
+    policy: &LockPolicy,
+) -> Result<(), PartitionError> {
+    let Some((first, _)) = moves.first() else {
+        return Ok(());
+    };
+    let mut sql = vec![Statement::Begin];
+    for (mv, log) in moves {
+        sql.extend(
+            mv.change_log_sql(log, policy)
+                .into_iter()
+                .filter(|s| !matches!(s, Statement::Begin | Statement::Commit)),
+        );
+    }
+    sql.push(Statement::Commit);
+    let what = format!(
+        "logging changes of {} for {} staging table(s)",
+        first.default.display_unquoted(),
+        moves.len()
+    );
     policy
-        .run(&format!("logging changes for {what}"), || async {
-            cancel_autovacuum(client, &[mv.default]).await;
+        .run(&what, || async {
+            cancel_autovacuum(client, &[first.default]).await;
             run_statements(client, &sql).await
         })
         .await?;
+    Ok(())
+}
+
+/// Step 3's full reconcile.
+async fn reconcile(client: &Client, mv: &Move<'_>, log: &ChangeLog) -> Result<(), DbError> {
     let started = Instant::now();
-    mv.full_reconcile(client, &log).await?;
-    tracing::info!(%partition, ms = started.elapsed().as_millis() as u64, "reconciled");
-    Ok(log)
+    mv.full_reconcile(client, log).await?;
+    tracing::info!(partition = %mv.name.display_unquoted(), ms = started.elapsed().as_millis() as u64, "reconciled");
+    Ok(())
 }
 
 /// Step 4 for every staging table at once, until one pass applied little.
@@ -660,16 +707,20 @@ pub async fn run_swap(
 ) -> Result<(), PartitionError> {
     let mut logs = Vec::with_capacity(ranges.len() + 1);
     for (mv, resume) in ranges.iter().zip(resume) {
-        logs.push(prepare(client, mv, policy, batch_rows, *resume).await?);
+        logs.push(copy_into_staging(client, mv, policy, batch_rows, *resume).await?);
     }
     let rest_resume = match existing(client, rest.name).await? {
         Existing::None => false,
         Existing::Staging => true,
         Existing::Other => return Err(PartitionError::NameTaken(rest.name.display_unquoted())),
     };
-    logs.push(prepare(client, rest, policy, batch_rows, rest_resume).await?);
+    logs.push(copy_into_staging(client, rest, policy, batch_rows, rest_resume).await?);
     let all: Vec<&Move<'_>> = ranges.iter().chain(std::iter::once(rest)).collect();
     let pairs: Vec<(&Move<'_>, &ChangeLog)> = all.iter().copied().zip(logs.iter()).collect();
+    start_change_logs(client, &pairs, policy).await?;
+    for (mv, log) in &pairs {
+        reconcile(client, mv, log).await?;
+    }
     catch_up_all(client, &pairs).await?;
     let finish = format!(
         "swapping {} for a rebuilt default partition",
