@@ -17,7 +17,9 @@ fn main() {
         .filter(|o| o.status.success())
         .is_some_and(|o| !o.stdout.is_empty());
     let suffix = if dirty { "-modified" } else { "" };
-    println!("cargo:rustc-env=STRATA_COMMIT={commit}{suffix}");
+    // Not STRATA_*: cargo also sets this for the programs it runs (tests), and
+    // strata refuses STRATA_* variables it does not know.
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}{suffix}");
     // Rebuild when HEAD moves (a commit, a checkout); not on every edit.
     for path in [".git/HEAD", ".git/index"] {
         if std::path::Path::new(path).exists() {

@@ -34,7 +34,7 @@ pub use target::Target;
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("STRATA_COMMIT"), ")"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")"),
     propagate_version = true
 )]
 pub struct Cli {
