@@ -41,7 +41,9 @@ async fn dashboard_in_headless_chromium() {
         .unwrap();
     assert_eq!(planted, 37);
     let (_, admin) = tokens::create(&client, Role::Admin, "dba").await.unwrap();
-    let (_, reader) = tokens::create(&client, Role::Reader, "viewer").await.unwrap();
+    let (_, reader) = tokens::create(&client, Role::Reader, "viewer")
+        .await
+        .unwrap();
     let partitions = count(
         &db,
         "SELECT count(*) FROM pg_catalog.pg_inherits WHERE inhparent = 'public.audit_logs'::regclass",
@@ -102,7 +104,10 @@ async fn dashboard_in_headless_chromium() {
     assert_eq!(summary["failures"], serde_json::json!([]));
     assert_eq!(summary["partition_count"], partitions, "{summary:#}");
     let warning = summary["default_warning"].as_str().unwrap_or("");
-    assert!(warning.contains("37 rows in the default partition"), "{warning}");
+    assert!(
+        warning.contains("37 rows in the default partition"),
+        "{warning}"
+    );
     assert_eq!(summary["vacuum_state"], "succeeded");
     assert_eq!(summary["reader_admin_controls"], 0);
     for (what, status) in [

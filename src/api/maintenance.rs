@@ -304,32 +304,64 @@ pub(crate) async fn start_action(
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
     match action {
         Action::Vacuum { analyze } => {
-            start(state, principal, ctx, table_name, false, |t| Op::Vacuum {
-                target: t.relation.to_string(),
-                analyze,
-            }, "vacuum")
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Vacuum {
+                    target: t.relation.to_string(),
+                    analyze,
+                },
+                "vacuum",
+            )
             .await
         }
         Action::Analyze => {
-            start(state, principal, ctx, table_name, false, |t| Op::Analyze {
-                target: t.relation.to_string(),
-                scope: AnalyzeScope::All,
-            }, "analyze")
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Analyze {
+                    target: t.relation.to_string(),
+                    scope: AnalyzeScope::All,
+                },
+                "analyze",
+            )
             .await
         }
         Action::Reindex => {
-            start(state, principal, ctx, table_name, false, |t| Op::Reindex {
-                target: t.relation.to_string(),
-            }, "reindex")
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Reindex {
+                    target: t.relation.to_string(),
+                },
+                "reindex",
+            )
             .await
         }
         Action::Maintain => {
-            start(state, principal, ctx, table_name, true, |t| {
-                Op::Maintain(MaintainOptions {
-                    table: Some(t.spec.name.to_string()),
-                    ..Default::default()
-                })
-            }, "maintain")
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                true,
+                |t| {
+                    Op::Maintain(MaintainOptions {
+                        table: Some(t.spec.name.to_string()),
+                        ..Default::default()
+                    })
+                },
+                "maintain",
+            )
             .await
         }
     }

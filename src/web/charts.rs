@@ -232,7 +232,10 @@ mod tests {
             |v| format!("{v}"),
         )
         .into_string();
-        assert!(svg.contains("height=\"140.0\"><title>b: 4</title>"), "{svg}");
+        assert!(
+            svg.contains("height=\"140.0\"><title>b: 4</title>"),
+            "{svg}"
+        );
         assert!(svg.contains("height=\"0.0\"><title>c: 0</title>"));
     }
 }

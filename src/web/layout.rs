@@ -253,7 +253,11 @@ pub fn login(message: Option<&str>, status: u16) -> Response {
         "<main id=\"main\" tabindex=\"-1\" class=\"narrow\"><h1>strata dashboard</h1>"
     );
     if let Some(m) = message {
-        html!(out, "<div class=\"error\" role=\"alert\"><p>{}</p></div>", m);
+        html!(
+            out,
+            "<div class=\"error\" role=\"alert\"><p>{}</p></div>",
+            m
+        );
     }
     html!(
         out,

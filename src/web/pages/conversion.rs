@@ -72,7 +72,11 @@ async fn build(state: &AppState) -> Result<Html, WebError> {
                     when(Some(c.started_at))
                 );
                 if let Some(e) = &c.last_error {
-                    html!(out, "<div class=\"error\" role=\"alert\"><p>Last error: {}</p></div>", e);
+                    html!(
+                        out,
+                        "<div class=\"error\" role=\"alert\"><p>Last error: {}</p></div>",
+                        e
+                    );
                 }
                 match next_command(c.phase, &table) {
                     Some(cmd) => html!(out, "<p>Next: <code>{}</code></p>", cmd),

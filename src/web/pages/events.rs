@@ -46,7 +46,9 @@ fn filter(p: &Params) -> Result<(Filter, Bucket), WebError> {
     let now = Utc::now();
     let time = |name: &str, v: &Option<String>, default| match set(v) {
         None => Ok(default),
-        Some(s) => crate::cli::parse_when(s).map_err(|e| WebError::bad_input(format!("{name}: {e}"))),
+        Some(s) => {
+            crate::cli::parse_when(s).map_err(|e| WebError::bad_input(format!("{name}: {e}")))
+        }
     };
     let from = time("from", &p.from, now - Duration::days(7))?;
     let to = time("to", &p.to, now + Duration::hours(1))?;
@@ -59,7 +61,10 @@ fn filter(p: &Params) -> Result<(Filter, Bucket), WebError> {
         )));
     }
     let user_id = set(&p.user_id)
-        .map(|u| u.parse::<i64>().map_err(|_| WebError::bad_input(format!("user: {u:?} is not a whole number"))))
+        .map(|u| {
+            u.parse::<i64>()
+                .map_err(|_| WebError::bad_input(format!("user: {u:?} is not a whole number")))
+        })
         .transpose()?;
     let details = set(&p.details)
         .map(|d| match serde_json::from_str::<serde_json::Value>(d) {
@@ -79,7 +84,11 @@ fn filter(p: &Params) -> Result<(Filter, Bucket), WebError> {
             }
             Bucket::Hour
         }
-        Some(b) => return Err(WebError::bad_input(format!("bucket must be hour or day, not {b:?}"))),
+        Some(b) => {
+            return Err(WebError::bad_input(format!(
+                "bucket must be hour or day, not {b:?}"
+            )))
+        }
     };
     Ok((
         Filter {
@@ -96,7 +105,11 @@ fn filter(p: &Params) -> Result<(Filter, Bucket), WebError> {
     ))
 }
 
-pub async fn page(viewer: Viewer, State(state): State<AppState>, Query(p): Query<Params>) -> Response {
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Query(p): Query<Params>,
+) -> Response {
     let mut out = Html::new();
     form(&mut out, &p);
     let body = results(&state, &p).await.map(|r| {
@@ -121,21 +134,48 @@ fn field(out: &mut Html, id: &str, label: &str, value: &Option<String>, hint: &s
 
 fn form(out: &mut Html, p: &Params) {
     html!(out, "<form method=\"get\" action=\"/events\" class=\"filters\"><fieldset><legend>Filters</legend>");
-    field(out, "from", "From", &p.from, "YYYY-MM-DD (default: 7 days ago)");
+    field(
+        out,
+        "from",
+        "From",
+        &p.from,
+        "YYYY-MM-DD (default: 7 days ago)",
+    );
     field(out, "to", "To", &p.to, "YYYY-MM-DD (default: now)");
     field(out, "user_id", "User id", &p.user_id, "e.g. 42");
     field(out, "action", "Action", &p.action, "e.g. user.login");
-    field(out, "severity", "Severity", &p.severity, "info, warning, error, critical");
-    field(out, "details", "Details contain (JSON)", &p.details, "{\"region\":\"eu\"}");
+    field(
+        out,
+        "severity",
+        "Severity",
+        &p.severity,
+        "info, warning, error, critical",
+    );
+    field(
+        out,
+        "details",
+        "Details contain (JSON)",
+        &p.details,
+        "{\"region\":\"eu\"}",
+    );
     field(out, "q", "Full text", &p.q, "words");
     let hourly = p.bucket.as_deref() == Some("hour");
     html!(out, "<div class=\"field\"><label for=\"bucket\">Chart per</label><select id=\"bucket\" name=\"bucket\">");
     if hourly {
-        html!(out, "<option value=\"day\">day</option><option value=\"hour\" selected>hour</option>");
+        html!(
+            out,
+            "<option value=\"day\">day</option><option value=\"hour\" selected>hour</option>"
+        );
     } else {
-        html!(out, "<option value=\"day\" selected>day</option><option value=\"hour\">hour</option>");
+        html!(
+            out,
+            "<option value=\"day\" selected>day</option><option value=\"hour\">hour</option>"
+        );
     }
-    html!(out, "</select></div><button type=\"submit\">Search</button></fieldset></form>");
+    html!(
+        out,
+        "</select></div><button type=\"submit\">Search</button></fieldset></form>"
+    );
 }
 
 fn query_string(p: &Params, after: &str) -> String {
@@ -161,7 +201,11 @@ fn query_string(p: &Params, after: &str) -> String {
 async fn results(state: &AppState, p: &Params) -> Result<Html, WebError> {
     let (f, bucket) = filter(p)?;
     let after = set(&p.after)
-        .map(|a| Cursor::decode(a).ok_or_else(|| WebError::bad_input("the page cursor is not valid; start from the first page")))
+        .map(|a| {
+            Cursor::decode(a).ok_or_else(|| {
+                WebError::bad_input("the page cursor is not valid; start from the first page")
+            })
+        })
         .transpose()?;
     let client = state.pool.get().await?;
     let table = state.table();
@@ -176,12 +220,18 @@ async fn results(state: &AppState, p: &Params) -> Result<Html, WebError> {
         when(Some(f.from)),
         when(Some(f.to))
     );
-    let fmt = if bucket == Bucket::Hour { "%Y-%m-%d %H:00" } else { "%Y-%m-%d" };
+    let fmt = if bucket == Bucket::Hour {
+        "%Y-%m-%d %H:00"
+    } else {
+        "%Y-%m-%d"
+    };
     let items: Vec<(String, f64)> = summary
         .iter()
         .map(|b| (b.start.format(fmt).to_string(), b.total as f64))
         .collect();
-    out.push(&charts::bars("Events per bucket", &items, |v| format!("{v} events")));
+    out.push(&charts::bars("Events per bucket", &items, |v| {
+        format!("{v} events")
+    }));
     html!(
         out,
         "</section><section><h2>Events</h2><div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Events\"><table class=\"data\"><thead><tr>\
@@ -197,7 +247,11 @@ async fn results(state: &AppState, p: &Params) -> Result<Html, WebError> {
             r.action
         );
         badge(&mut out, r.severity.as_deref().unwrap_or("none"));
-        let details = r.details.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        let details = r
+            .details
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         let short: String = details.chars().take(200).collect();
         html!(
             out,

@@ -160,14 +160,18 @@ async fn build(
     if running.is_empty() {
         html!(out, "<div id=\"live\">");
     } else {
-        html!(out, "<div id=\"live\" data-live=\"1500\" aria-live=\"polite\">");
+        html!(
+            out,
+            "<div id=\"live\" data-live=\"1500\" aria-live=\"polite\">"
+        );
     }
     html!(
         out,
         "<section aria-labelledby=\"running\"><h2 id=\"running\">Running ({})</h2>",
         running.len()
     );
-    let head = "<table class=\"data\"><thead><tr><th scope=\"col\">Job</th><th scope=\"col\">Kind</th>\
+    let head =
+        "<table class=\"data\"><thead><tr><th scope=\"col\">Job</th><th scope=\"col\">Kind</th>\
                 <th scope=\"col\">Target</th><th scope=\"col\">State</th><th scope=\"col\">By</th>\
                 <th scope=\"col\">Started</th>";
     if running.is_empty() {
@@ -213,7 +217,11 @@ pub async fn confirm(
     layout::render(&viewer, Nav::Jobs, "Confirm maintenance", body)
 }
 
-async fn confirm_body(viewer: &Viewer, state: &AppState, p: ConfirmParams) -> Result<Html, WebError> {
+async fn confirm_body(
+    viewer: &Viewer,
+    state: &AppState,
+    p: ConfirmParams,
+) -> Result<Html, WebError> {
     let name = p.action.unwrap_or_default();
     let act = action(&name)?;
     let table = p.table.unwrap_or_default();
@@ -233,7 +241,11 @@ async fn confirm_body(viewer: &Viewer, state: &AppState, p: ConfirmParams) -> Re
             target.relation.display_unquoted()
         )));
     }
-    let label = ACTIONS.iter().find(|a| a.0 == name).map(|a| a.1).unwrap_or("");
+    let label = ACTIONS
+        .iter()
+        .find(|a| a.0 == name)
+        .map(|a| a.1)
+        .unwrap_or("");
     let mut out = Html::new();
     let spec = &target.spec;
     if act == Action::Maintain {

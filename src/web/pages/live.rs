@@ -77,9 +77,18 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
     };
     let client = state.pool.get().await?;
     let checks = [
-        ("Running queries", health::long_running_queries(&client, &t).await),
-        ("Lock waits (waiter, blocked by)", health::lock_waits(&client, &t).await),
-        ("Idle in transaction", health::idle_in_transaction(&client, &t).await),
+        (
+            "Running queries",
+            health::long_running_queries(&client, &t).await,
+        ),
+        (
+            "Lock waits (waiter, blocked by)",
+            health::lock_waits(&client, &t).await,
+        ),
+        (
+            "Idle in transaction",
+            health::idle_in_transaction(&client, &t).await,
+        ),
     ];
     let mut out = Html::new();
     html!(

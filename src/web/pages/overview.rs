@@ -88,9 +88,10 @@ fn table_section(out: &mut Html, p: &PartitionStats, now: DateTime<Utc>, admin: 
             html!(
                 out,
                 "<div class=\"warning\" role=\"status\" data-testid=\"default-warning\"><p><strong>{} rows \
-                 in the default partition.</strong> Rows land there when no partition covers their time; \
-                 they slow every query and block creating the partition they belong in. Fix: \
-                 <code>strata maintain --table {}</code> moves them into their partitions.</p>",
+                 in the default partition.</strong> Rows land there when no partition covers their time, \
+                 and every query that reads the default partition scans them. \
+                 <code>strata maintain --table {}</code> moves the rows whose period it may create; \
+                 the <code>default_partition_rows</code> health check below says what to do with the rest.</p>",
                 count(n),
                 p.table
             );
@@ -194,14 +195,9 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
     let report = crate::report::build(&mut client, &state.config.tables, now, 7)
         .await
         .map_err(WebError::internal)?;
-    let health = crate::health::check(
-        &mut client,
-        &state.config.tables,
-        &state.config.health,
-        now,
-    )
-    .await
-    .map_err(WebError::internal)?;
+    let health = crate::health::check(&mut client, &state.config.tables, &state.config.health, now)
+        .await
+        .map_err(WebError::internal)?;
     let mut health = serde_json::to_value(health).map_err(WebError::internal)?;
     if !viewer.is_admin() {
         crate::api::redact::for_reader(&mut health);

@@ -37,7 +37,10 @@ const COLUMNS: [(&str, &str); 11] = [
     ("analyze", "Last (auto)analyze"),
 ];
 
-fn last(a: Option<chrono::DateTime<chrono::Utc>>, b: Option<chrono::DateTime<chrono::Utc>>) -> Option<chrono::DateTime<chrono::Utc>> {
+fn last(
+    a: Option<chrono::DateTime<chrono::Utc>>,
+    b: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     a.max(b)
 }
 
@@ -75,7 +78,10 @@ pub async fn page(
 
 fn header(out: &mut Html, key: &str, label: &str, sorted: &str, desc: bool) {
     let (aria, next) = if key == sorted {
-        (if desc { "descending" } else { "ascending" }, if desc { "asc" } else { "desc" })
+        (
+            if desc { "descending" } else { "ascending" },
+            if desc { "asc" } else { "desc" },
+        )
     } else {
         ("none", "asc")
     };
@@ -104,7 +110,8 @@ async fn build(state: &AppState, p: Params) -> Result<Html, WebError> {
     let mut out = Html::new();
     for spec in &state.config.tables {
         let s = crate::stats::partitions(&mut client, spec).await?;
-        let mut in_time: Vec<&PartitionStat> = s.partitions.iter().filter(|p| !p.is_default).collect();
+        let mut in_time: Vec<&PartitionStat> =
+            s.partitions.iter().filter(|p| !p.is_default).collect();
         in_time.sort_by_key(|p| p.from);
         let growth: Vec<(String, f64)> = in_time
             .iter()

@@ -23,7 +23,11 @@ pub struct Params {
     days: Option<String>,
 }
 
-pub async fn page(viewer: Viewer, State(state): State<AppState>, Query(p): Query<Params>) -> Response {
+pub async fn page(
+    viewer: Viewer,
+    State(state): State<AppState>,
+    Query(p): Query<Params>,
+) -> Response {
     let body = build(&viewer, &state, p).await;
     layout::render(&viewer, Nav::Queries, "Queries", body)
 }
@@ -67,7 +71,11 @@ async fn build(viewer: &Viewer, state: &AppState, p: Params) -> Result<Html, Web
             .parse()
             .ok()
             .filter(|d| (1..=MAX_DAYS).contains(d))
-            .ok_or_else(|| WebError::bad_input(format!("days must be a whole number from 1 to {MAX_DAYS}, not {d:?}")))?,
+            .ok_or_else(|| {
+                WebError::bad_input(format!(
+                    "days must be a whole number from 1 to {MAX_DAYS}, not {d:?}"
+                ))
+            })?,
     };
     let client = state.pool.get().await?;
     let r = crate::stats::queries(&client, &state.config.tables, days, LIMIT).await?;
@@ -87,7 +95,9 @@ async fn build(viewer: &Viewer, state: &AppState, p: Params) -> Result<Html, Web
         html!(
             out,
             "<p class=\"empty\">pg_stat_statements is not available: {}</p>",
-            doc["hint"].as_str().unwrap_or("install and load the extension")
+            doc["hint"]
+                .as_str()
+                .unwrap_or("install and load the extension")
         );
         return Ok(out);
     }
@@ -101,7 +111,10 @@ async fn build(viewer: &Viewer, state: &AppState, p: Params) -> Result<Html, Web
         w["note"].as_str().unwrap_or("")
     );
     if !viewer.is_admin() {
-        html!(out, "<p class=\"help\">Shown without literals (reader session).</p>");
+        html!(
+            out,
+            "<p class=\"help\">Shown without literals (reader session).</p>"
+        );
     }
     list(&mut out, "Slowest (total time)", &doc["slowest"]);
     list(&mut out, "Most frequent", &doc["most_frequent"]);
