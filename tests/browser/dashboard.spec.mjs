@@ -7,7 +7,7 @@
 //      STRATA_SCREENSHOTS (folder), STRATA_PROFILE (a fresh folder for profiles).
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -139,6 +139,28 @@ try {
   summary.vacuum_state = (await state.first().textContent()).trim();
   check(summary.vacuum_state === 'succeeded', `vacuum job ended ${summary.vacuum_state}`);
   await shot(page, 'jobs-after-vacuum');
+
+  // A second start of a running job is the API's 409, shown as such. The
+  // Rust side holds a lock on STRATA_BUSY_PARTITION once the vacuum is done
+  // and then creates STRATA_LOCKED, so the first ANALYZE stays running.
+  {
+    const deadline = Date.now() + 30000;
+    while (!existsSync(process.env.STRATA_LOCKED) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    check(existsSync(process.env.STRATA_LOCKED), 'the test holds the partition lock');
+    const busy = process.env.STRATA_BUSY_PARTITION;
+    const confirm = `${base}/jobs/confirm?action=analyze&table=${busy}`;
+    await page.goto(confirm);
+    await Promise.all([page.waitForURL(/\/jobs\?started=\d+/), page.getByTestId('confirm-start').click()]);
+    await page.goto(confirm);
+    const [second] = await Promise.all([page.waitForNavigation(), page.getByTestId('confirm-start').click()]);
+    summary.statuses.second_start = second.status();
+    const alert = (await page.getByRole('alert').textContent()) || '';
+    summary.conflict_message = alert.trim();
+    check(second.status() === 409 && alert.includes('already running'), `second start: ${second.status()} ${alert}`);
+    await shot(page, 'jobs-409');
+  }
 
   // Every page, after the VACUUM (ANALYZE) gave the planner its row counts.
   for (const path of PAGES) {
