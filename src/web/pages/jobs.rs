@@ -328,7 +328,7 @@ pub async fn start(
                     let mut w = WebError::from(e);
                     if w.status == 409 {
                         w.message = format!(
-                            "Not started: the same job is already running (409). {} Wait for it to finish; it is listed below.",
+                            "Not started: the same job is already running (409). {}. Wait for it to finish; it is listed below.",
                             w.message
                         );
                     }
