@@ -34,8 +34,7 @@ struct LoginForm {
 
 /// Whether cookies get `Secure`: `strata serve` speaks plain HTTP, so only
 /// when a request itself says it came over TLS (an `https` URI scheme).
-fn over_tls(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
-    let _ = headers;
+fn over_tls(uri: &axum::http::Uri) -> bool {
     uri.scheme_str() == Some("https")
 }
 
@@ -110,10 +109,7 @@ pub async fn submit(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(
-            header::SET_COOKIE,
-            session::set_cookie(&id, over_tls(&headers, &uri)),
-        )],
+        [(header::SET_COOKIE, session::set_cookie(&id, over_tls(&uri)))],
         Redirect::to("/"),
     )
         .into_response()
@@ -143,10 +139,7 @@ pub async fn logout(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(
-            header::SET_COOKIE,
-            session::clear_cookie(over_tls(&headers, &uri)),
-        )],
+        [(header::SET_COOKIE, session::clear_cookie(over_tls(&uri)))],
         Redirect::to("/login"),
     )
         .into_response()
