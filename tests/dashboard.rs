@@ -40,6 +40,15 @@ async fn dashboard_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(planted, 37);
+    // A hostile row: whatever a writer stored is text on every page.
+    client
+        .execute(
+            "INSERT INTO audit_logs (user_id, action, details, created_at)
+             VALUES (7, '<img src=x id=xss-action>', '{\"note\": \"<script id=xss-details></script>\"}', now())",
+            &[],
+        )
+        .await
+        .unwrap();
     let (_, admin) = tokens::create(&client, Role::Admin, "dba").await.unwrap();
     let (_, reader) = tokens::create(&client, Role::Reader, "viewer")
         .await
@@ -138,6 +147,8 @@ async fn dashboard_in_headless_chromium() {
     );
     assert_eq!(summary["vacuum_state"], "succeeded");
     assert_eq!(summary["reader_admin_controls"], 0);
+    assert_eq!(summary["hostile_rows_shown"], true, "{summary:#}");
+    assert_eq!(summary["hostile_elements"], 0, "{summary:#}");
     for (what, status) in [
         ("bad_token", 401),
         ("csrf_less", 403),
@@ -145,6 +156,7 @@ async fn dashboard_in_headless_chromium() {
         ("reader_confirm", 403),
         ("bad_date", 400),
         ("second_start", 409),
+        ("events", 200),
         ("unknown_table", 400),
         ("overview", 200),
         ("jobs", 200),

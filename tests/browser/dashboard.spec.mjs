@@ -108,6 +108,13 @@ try {
   await page.keyboard.press('Enter');
   check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'main'), 'skip link moves focus to main');
 
+  // A row a writer stored with markup in it is shown as text.
+  await page.goto(`${base}/events?user_id=7`);
+  summary.hostile_rows_shown = await page.getByText('<img src=x id=xss-action>').isVisible();
+  check(summary.hostile_rows_shown, 'the hostile action is shown as text');
+  summary.hostile_elements = await page.locator('#xss-action, #xss-details').count();
+  check(summary.hostile_elements === 0, 'no element from stored data');
+
   // Bad input is a page with a clear message, not a 500.
   let r = await page.goto(`${base}/events?from=yesterday-ish`);
   summary.statuses.bad_date = r.status();

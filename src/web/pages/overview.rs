@@ -223,3 +223,82 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
     html!(out, "</section>");
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::PartitionStat;
+    use chrono::TimeZone;
+
+    fn part(name: &str, from: Option<(i32, u32)>, to: Option<(i32, u32)>) -> PartitionStat {
+        let at = |(y, m): (i32, u32)| Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).unwrap();
+        PartitionStat {
+            name: name.into(),
+            relation: crate::db::QualifiedName::parse(name).unwrap(),
+            from: from.map(at),
+            to: to.map(at),
+            is_default: from.is_none(),
+            estimated_rows: 10,
+            table_bytes: 0,
+            index_bytes: 0,
+            toast_bytes: 0,
+            total_bytes: 100,
+            total_size_pretty: String::new(),
+            dead_tuples: 0,
+            last_vacuum: None,
+            last_autovacuum: None,
+            last_analyze: None,
+            last_autoanalyze: None,
+            fillfactor: 100,
+            xid_age: 0,
+        }
+    }
+
+    #[test]
+    fn columns_mark_current_ahead_gaps_and_the_default_last() {
+        let stats = PartitionStats {
+            table: "audit_logs".into(),
+            partition_count: 5,
+            total_size_bytes: 0,
+            total_size_pretty: String::new(),
+            table_bytes: 0,
+            index_bytes: 0,
+            toast_bytes: 0,
+            estimated_rows: 0,
+            dead_tuples: 0,
+            default_partition_rows: Some(37),
+            partitions: vec![
+                part("audit_logs_default", None, None),
+                part("audit_logs_2025_04", Some((2025, 4)), Some((2025, 5))),
+                part("audit_logs_2025_01", Some((2025, 1)), Some((2025, 2))),
+                // 2025_03 is missing: a gap before 2025_04.
+                part("audit_logs_2025_02", Some((2025, 2)), Some((2025, 3))),
+            ],
+        };
+        let now = Utc.with_ymd_and_hms(2025, 2, 10, 0, 0, 0).unwrap();
+        let cols = columns(&stats, now);
+        let names: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "audit_logs_2025_01",
+                "audit_logs_2025_02",
+                "audit_logs_2025_04",
+                "audit_logs_default"
+            ]
+        );
+        let periods: Vec<Period> = cols.iter().map(|c| c.period).collect();
+        assert_eq!(
+            periods,
+            [
+                Period::Past,
+                Period::Current,
+                Period::Ahead,
+                Period::Default
+            ]
+        );
+        let gaps: Vec<bool> = cols.iter().map(|c| c.gap_before).collect();
+        assert_eq!(gaps, [false, false, true, false]);
+        assert_eq!(cols[3].rows, 37, "the default shows its exact count");
+    }
+}
