@@ -26,6 +26,7 @@ pub mod report;
 pub mod scheduler;
 pub mod schema;
 pub mod stats;
+pub mod web;
 
 /// Every failure a command can end with, and the exit code it maps to.
 #[derive(Debug, thiserror::Error)]

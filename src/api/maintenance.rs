@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 
 use super::auth::{Admin, Auth};
 use super::error::{ApiResult, AppError, AppJson, ErrorBody};
-use super::events::Event;
+use super::events::{Event, RequestContext};
+use super::tokens::Principal;
 use super::AppState;
 use crate::maintenance::{self, AnalyzeScope, MaintenanceTarget};
 use crate::ops::{MaintainOptions, Op, Origin};
@@ -67,10 +68,12 @@ pub struct JobAccepted {
 }
 
 /// Resolves the name, starts the job and records the admin action (also
-/// when it is refused).
-async fn start(
+/// when it is refused). The dashboard starts its jobs here too, so both
+/// adapters share one path into `ops`.
+pub(crate) async fn start(
     state: &AppState,
-    auth: &Auth<Admin>,
+    principal: &Principal,
+    ctx: &RequestContext,
     table_name: &str,
     parent_only: bool,
     make: impl FnOnce(MaintenanceTarget) -> Op,
@@ -99,17 +102,17 @@ async fn start(
         }
         let op = make(target);
         let origin = Origin::Api {
-            token: auth.principal.name.clone(),
+            token: principal.name.clone(),
         };
         Ok(state.jobs.start(client, &state.config, op, origin).await?)
     }
     .await;
     let shown: String = table_name.chars().take(200).collect();
     let mut event = Event::for_request(
-        &auth.ctx,
+        ctx,
         &format!("admin.{kind}"),
-        auth.principal.token_id,
-        json!({"table_name": shown, "token_name": auth.principal.name}),
+        principal.token_id,
+        json!({"table_name": shown, "token_name": principal.name}),
     );
     event.resource_type = Some("job");
     match &result {
@@ -154,7 +157,8 @@ async fn vacuum(
     let analyze = req.analyze;
     start(
         &state,
-        &auth,
+        &auth.principal,
+        &auth.ctx,
         &req.table_name,
         false,
         |target| Op::Vacuum {
@@ -186,7 +190,8 @@ async fn analyze(
     };
     start(
         &state,
-        &auth,
+        &auth.principal,
+        &auth.ctx,
         &req.table_name,
         false,
         |target| Op::Analyze {
@@ -213,7 +218,8 @@ async fn reindex(
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
     start(
         &state,
-        &auth,
+        &auth.principal,
+        &auth.ctx,
         &req.table_name,
         false,
         |target| Op::Reindex {
@@ -255,7 +261,8 @@ async fn maintain(
         .unwrap_or_else(|| state.config.tables[0].name.display_unquoted());
     start(
         &state,
-        &auth,
+        &auth.principal,
+        &auth.ctx,
         &name,
         true,
         |target| {
@@ -275,4 +282,87 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(analyze))
         .routes(routes!(reindex))
         .routes(routes!(maintain))
+}
+
+/// A maintenance action started from outside the JSON handlers (the
+/// dashboard's forms), mapped to the same `Op`s they build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Vacuum { analyze: bool },
+    Analyze,
+    Reindex,
+    Maintain,
+}
+
+/// Starts `action` on `table_name` through [`start`].
+pub(crate) async fn start_action(
+    state: &AppState,
+    principal: &Principal,
+    ctx: &RequestContext,
+    table_name: &str,
+    action: Action,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    match action {
+        Action::Vacuum { analyze } => {
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Vacuum {
+                    target: t.relation.to_string(),
+                    analyze,
+                },
+                "vacuum",
+            )
+            .await
+        }
+        Action::Analyze => {
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Analyze {
+                    target: t.relation.to_string(),
+                    scope: AnalyzeScope::All,
+                },
+                "analyze",
+            )
+            .await
+        }
+        Action::Reindex => {
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                false,
+                |t| Op::Reindex {
+                    target: t.relation.to_string(),
+                },
+                "reindex",
+            )
+            .await
+        }
+        Action::Maintain => {
+            start(
+                state,
+                principal,
+                ctx,
+                table_name,
+                true,
+                |t| {
+                    Op::Maintain(MaintainOptions {
+                        table: Some(t.spec.name.to_string()),
+                        ..Default::default()
+                    })
+                },
+                "maintain",
+            )
+            .await
+        }
+    }
 }

@@ -15,9 +15,9 @@ mod error;
 pub mod events;
 mod inflight;
 mod jobs;
-mod maintenance;
+pub(crate) mod maintenance;
 mod metrics;
-mod redact;
+pub(crate) mod redact;
 mod server;
 mod stats;
 mod system;
@@ -349,6 +349,8 @@ async fn method_not_allowed(req: Request) -> AppError {
 /// The whole API as one router (STYLE: tests drive it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
+    // The dashboard (`crate::web`) at `/`, beside the API's own routes.
+    let router = router.merge(crate::web::router());
     let prefix: String = {
         use rand::Rng;
         let n: u32 = rand::thread_rng().gen();

@@ -220,6 +220,19 @@ pub async fn authenticate(
     }))
 }
 
+/// Whether token `id` still exists unrevoked: a dashboard session lives
+/// only as long as the token it was opened with.
+pub async fn active(client: &Client, id: i64) -> Result<bool, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM strata.api_tokens WHERE id = $1 AND revoked_at IS NULL",
+            &[&id],
+        )
+        .await
+        .map_err(DbError::query("checking the token"))?;
+    Ok(row.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

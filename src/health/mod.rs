@@ -21,6 +21,8 @@ use crate::db::DbError;
 use crate::partition::PartitionError;
 
 pub use table::judge_future_partitions;
+// The dashboard's Live page lists the same sessions with every threshold at zero.
+pub use sessions::{idle_in_transaction, lock_waits, long_running_queries};
 
 /// How long a health query may wait for a relation lock. Health runs when
 /// something may already be wrong; queueing behind an ACCESS EXCLUSIVE lock
