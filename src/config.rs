@@ -362,6 +362,67 @@ pub struct Config {
     /// written specs are compared with the stored ones; defaults never
     /// override what the database holds.
     pub tables_explicit: bool,
+    /// `seal_after`, `seal_key_file`, `seal_anchor_to`.
+    pub seal: SealConfig,
+}
+
+/// Sealed months (docs/seals.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SealConfig {
+    /// A period is sealable once its end is this far behind the real clock.
+    pub after: Duration,
+    /// An Ed25519 key file (`strata seal keygen`): a secret key signs new
+    /// seals, a public one only verifies.
+    pub key_file: Option<PathBuf>,
+    /// `file:///path`: every new seal hash is appended there.
+    pub anchor_to: Option<PathBuf>,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            after: Duration::from_secs(86_400),
+            key_file: None,
+            anchor_to: None,
+        }
+    }
+}
+
+/// The raw seal keys, validated together.
+fn validate_seal(
+    after: Option<&str>,
+    key_file: Option<String>,
+    anchor_to: Option<&str>,
+) -> Result<SealConfig, ConfigError> {
+    let mut c = SealConfig::default();
+    if let Some(a) = after {
+        c.after = parse_duration(a).ok_or_else(|| {
+            invalid(
+                "seal_after",
+                format!("{a:?} is not a duration; expected e.g. \"1d\", \"12h\" or \"30min\""),
+            )
+        })?;
+    }
+    if let Some(k) = key_file {
+        if k.trim().is_empty() {
+            return Err(invalid(
+                "seal_key_file",
+                "is empty; give the path of a key file",
+            ));
+        }
+        c.key_file = Some(PathBuf::from(k));
+    }
+    if let Some(a) = anchor_to {
+        let path = a.strip_prefix("file://").filter(|p| p.starts_with('/'));
+        let Some(path) = path else {
+            return Err(invalid(
+                "seal_anchor_to",
+                format!("{a:?} is not supported; expected file:///absolute/path"),
+            ));
+        };
+        c.anchor_to = Some(PathBuf::from(path));
+    }
+    Ok(c)
 }
 
 impl Default for Config {
@@ -373,6 +434,7 @@ impl Default for Config {
             health: HealthThresholds::default(),
             source: None,
             tables_explicit: false,
+            seal: SealConfig::default(),
         }
     }
 }
@@ -436,6 +498,9 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     health: RawHealth,
+    seal_after: Option<String>,
+    seal_key_file: Option<String>,
+    seal_anchor_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -688,6 +753,11 @@ impl Config {
             },
             source: None,
             tables_explicit,
+            seal: validate_seal(
+                raw.seal_after.as_deref(),
+                raw.seal_key_file,
+                raw.seal_anchor_to.as_deref(),
+            )?,
         })
     }
 

@@ -1,0 +1,403 @@
+//! Sealed months against a real server: sealing, read-only partitions, and
+//! verification that names exactly what a superuser changed behind strata's
+//! back (triggers disabled), including a forgery re-hashed without the key.
+
+mod common;
+
+use common::{config_file, seeded, stderr, stdout, strata, strata_cmd, TestDb};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(out), stderr(out)))
+}
+
+fn run_ok(db: &TestDb, args: &[&str]) -> Value {
+    let out = strata(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    json(&out)
+}
+
+async fn ids(c: &Client, partition: &str) -> Vec<i64> {
+    c.query(
+        &format!("SELECT id FROM {partition} ORDER BY created_at, id"),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+fn seal_of<'a>(report: &'a Value, period: &str) -> &'a Value {
+    report["seals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["period_start"].as_str().unwrap().starts_with(period))
+        .unwrap_or_else(|| panic!("no check of {period} in {report:#}"))
+}
+
+/// Seals every closed month, then tampers four months in four ways as a
+/// superuser with the guard disabled; verify fails and names each row.
+#[tokio::test]
+async fn verify_names_changed_deleted_inserted_and_swapped_rows() {
+    let db = seeded(3_000).await;
+    let c = db.client().await;
+    let sealed = run_ok(&db, &["--json", "seal", "run"]);
+    let months: Vec<&str> = sealed["sealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["partition"].as_str().unwrap())
+        .collect();
+    assert!(
+        months.contains(&"public.audit_logs_2025_01")
+            && months.contains(&"public.audit_logs_2025_06"),
+        "{sealed:#}"
+    );
+    let rows: i64 = sealed["sealed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["row_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(rows, 3_000);
+    // Sealing again finds nothing to do; verify passes.
+    let again = run_ok(&db, &["--json", "seal", "run"]);
+    assert_eq!(again["sealed"].as_array().unwrap().len(), 0);
+    let ok = run_ok(&db, &["--json", "seal", "verify"]);
+    assert_eq!(ok["intact"], true, "{ok:#}");
+    assert_eq!(ok["rows_checked"], 3_000);
+
+    let feb = ids(&c, "audit_logs_2025_02").await;
+    let mar = ids(&c, "audit_logs_2025_03").await;
+    let may = ids(&c, "audit_logs_2025_05").await;
+    let tamper = format!(
+        "ALTER TABLE audit_logs_2025_02 DISABLE TRIGGER ALL;
+         UPDATE audit_logs_2025_02 SET user_agent = 'curl/8' WHERE id = {changed};
+         ALTER TABLE audit_logs_2025_03 DISABLE TRIGGER ALL;
+         DELETE FROM audit_logs_2025_03 WHERE id = {deleted};
+         ALTER TABLE audit_logs_2025_04 DISABLE TRIGGER ALL;
+         INSERT INTO audit_logs_2025_04 (id, user_id, action, created_at)
+              VALUES (999999, 1, 'login', '2025-04-10T00:00:00Z');
+         ALTER TABLE audit_logs_2025_05 DISABLE TRIGGER ALL;
+         UPDATE audit_logs_2025_05 SET id = CASE id WHEN {a} THEN {b} ELSE {a} END WHERE id IN ({a}, {b});",
+        changed = feb[7],
+        deleted = mar[100],
+        a = may[3],
+        b = may[200],
+    );
+    c.batch_execute(&tamper).await.unwrap();
+
+    let out = strata(&db, &["--json", "seal", "verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["intact"], false);
+    let d = &seal_of(&r, "2025-02")["rows"];
+    assert_eq!(d["changed"], serde_json::json!([feb[7]]), "{d:#}");
+    assert_eq!(d["deleted"], serde_json::json!([]));
+    assert_eq!(d["inserted"], serde_json::json!([]));
+    let d = &seal_of(&r, "2025-03")["rows"];
+    assert_eq!(
+        d["deleted"],
+        serde_json::json!([{"id": mar[100], "position": 100}]),
+        "{d:#}"
+    );
+    assert_eq!(d["changed"], serde_json::json!([]));
+    assert_eq!(
+        d["found_rows"].as_u64().unwrap() + 1,
+        d["sealed_rows"].as_u64().unwrap()
+    );
+    let d = &seal_of(&r, "2025-04")["rows"];
+    assert_eq!(d["inserted"].as_array().unwrap().len(), 1, "{d:#}");
+    assert_eq!(d["inserted"][0]["id"], 999999);
+    assert_eq!(d["changed"], serde_json::json!([]));
+    let d = &seal_of(&r, "2025-05")["rows"];
+    let mut swapped: Vec<i64> = d["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    swapped.sort();
+    let mut want = vec![may[3], may[200]];
+    want.sort();
+    assert_eq!(swapped, want, "{d:#}");
+    // Untouched months stay intact, and a single period can be checked.
+    assert_eq!(seal_of(&r, "2025-01")["ok"], true);
+    assert_eq!(seal_of(&r, "2025-06")["ok"], true);
+    let one = strata(&db, &["--json", "seal", "verify", "2025-06"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert_eq!(json(&one)["seals_checked"], 1);
+    // Human output names the rows too.
+    let human = strata(&db, &["seal", "verify", "2025-03"]);
+    assert_eq!(human.status.code(), Some(3));
+    assert!(
+        stdout(&human).contains(&format!("{} at 100", mar[100])),
+        "{}",
+        stdout(&human)
+    );
+}
+
+/// The guard: UPDATE, DELETE, TRUNCATE and INSERT through the parent are
+/// refused, also with session_replication_role = replica; other months and
+/// the parent stay writable; write privileges are gone.
+#[tokio::test]
+async fn a_sealed_partition_is_read_only() {
+    let db = seeded(600).await;
+    let c = db.client().await;
+    c.batch_execute("CREATE ROLE strata_app_writer; GRANT INSERT, UPDATE, DELETE ON audit_logs_2025_02 TO strata_app_writer")
+        .await
+        .ok();
+    run_ok(&db, &["--json", "seal", "run"]);
+    let before: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs_2025_01", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for sql in [
+        "UPDATE audit_logs SET action = 'x' WHERE created_at < '2025-02-01'",
+        "DELETE FROM audit_logs WHERE created_at < '2025-02-01'",
+        "TRUNCATE audit_logs_2025_01",
+        "INSERT INTO audit_logs (user_id, action, created_at) VALUES (1, 'late', '2025-01-15')",
+        "SET session_replication_role = replica; DELETE FROM audit_logs_2025_01",
+    ] {
+        let e = c.batch_execute(sql).await.unwrap_err();
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("sealed") && msg.contains("audit_logs_2025_01"),
+            "{sql}: {msg}"
+        );
+        c.batch_execute("SET session_replication_role = origin")
+            .await
+            .unwrap();
+    }
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM audit_logs_2025_01", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, before);
+    // The current months and the parent stay writable.
+    c.batch_execute("INSERT INTO audit_logs (user_id, action) VALUES (1, 'now')")
+        .await
+        .unwrap();
+    let privileged: bool = c
+        .query_one(
+            "SELECT has_table_privilege('strata_app_writer', 'audit_logs_2025_02', 'INSERT')
+                 OR has_table_privilege('strata_app_writer', 'audit_logs_2025_02', 'DELETE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!privileged, "the application role kept write privileges");
+    c.batch_execute("DROP OWNED BY strata_app_writer; DROP ROLE strata_app_writer")
+        .await
+        .ok();
+}
+
+/// Sealing follows the server clock only: there is no --now, and a
+/// period within seal_after of its end is left open.
+#[tokio::test]
+async fn a_pretended_time_cannot_seal_an_open_period() {
+    let db = seeded(0).await;
+    // Partitions for the real current month and the last one.
+    run_ok(&db, &["--json", "maintain"]);
+    let out = strata(&db, &["seal", "run", "--now", "2030-01-01"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let cfg = config_file("strata.toml", "seal_after = \"40d\"\n");
+    let out = strata(
+        &db,
+        &["--config", &cfg, "--json", "seal", "run", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json(&out);
+    let now: chrono::DateTime<chrono::Utc> = serde_json::from_value(plan["now"].clone()).unwrap();
+    for s in plan["sealed"].as_array().unwrap() {
+        let end: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(s["period_end"].clone()).unwrap();
+        assert!(end + chrono::Duration::days(40) <= now, "{s} sealed early");
+    }
+    // Nothing was written by the dry run.
+    let c = db.client().await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM strata.seals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let bad = config_file("strata.toml", "seal_after = \"soon\"\n");
+    let out = strata(&db, &["--config", &bad, "seal", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("seal_after"), "{}", stderr(&out));
+}
+
+/// A forger with superuser but without the signing key rewrites a month
+/// and re-hashes it (root, chunks, seal hash): the signature gives it away.
+/// Unsigned, the next seal's chain link does. Deleting a seal breaks the chain.
+#[tokio::test]
+async fn a_rehashed_forgery_and_a_deleted_seal_are_caught() {
+    let db = seeded(1_200).await;
+    let dir = std::path::PathBuf::from(config_file("x", ""));
+    let key = dir.with_file_name("seal.key");
+    let out = strata(&db, &["seal", "keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let anchor = dir.with_file_name("anchor.log");
+    let cfg = config_file(
+        "strata.toml",
+        &format!(
+            "seal_key_file = {:?}\nseal_anchor_to = \"file://{}\"\n",
+            key.to_str().unwrap(),
+            anchor.display()
+        ),
+    );
+    let sealed = run_ok(&db, &["--config", &cfg, "--json", "seal", "run"]);
+    assert!(sealed["sealed"][0]["key_id"].is_string(), "{sealed:#}");
+    let anchored = std::fs::read_to_string(&anchor).unwrap();
+    assert_eq!(
+        anchored.lines().count(),
+        sealed["sealed"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        run_ok(&db, &["--config", &cfg, "--json", "seal", "verify"])["intact"],
+        true
+    );
+
+    let c = db.client().await;
+    forge(&c, "audit_logs_2025_02", "2025-02-01T00:00:00Z").await;
+
+    let out = strata(&db, &["--config", &cfg, "--json", "seal", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let r = json(&out);
+    let feb = seal_of(&r, "2025-02");
+    let problems = feb["problems"].to_string();
+    assert!(problems.contains("signature invalid"), "{feb:#}");
+    assert!(problems.contains("anchor file holds"), "{feb:#}");
+    assert!(
+        feb["rows"].is_null(),
+        "the forged rows match the forged root: {feb:#}"
+    );
+    // Without the key or the anchor, the chain catches it at the next month.
+    let out = strata(&db, &["--json", "seal", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let r = json(&out);
+    assert!(
+        seal_of(&r, "2025-03")["problems"]
+            .to_string()
+            .contains("chain broken"),
+        "{r:#}"
+    );
+    assert_eq!(seal_of(&r, "2025-01")["ok"], true);
+
+    // A deleted seal record: the next one's link points at nothing.
+    c.batch_execute("DELETE FROM strata.seals WHERE period_start = '2025-05-01T00:00:00Z'")
+        .await
+        .unwrap();
+    let r = json(&strata(&db, &["--json", "seal", "verify"]));
+    let jun = seal_of(&r, "2025-06");
+    assert!(
+        jun["problems"].to_string().contains("chain broken"),
+        "{jun:#}"
+    );
+    assert!(jun["problems"].to_string().contains("2025-04"), "{jun:#}");
+    // A wrong key is named as such.
+    let other = dir.with_file_name("other.key");
+    assert!(
+        strata(&db, &["seal", "keygen", "--out", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let cfg2 = config_file(
+        "strata.toml",
+        &format!("seal_key_file = {:?}\n", other.to_str().unwrap()),
+    );
+    let r = json(&strata(
+        &db,
+        &["--config", &cfg2, "--json", "seal", "verify", "2025-01"],
+    ));
+    assert!(
+        seal_of(&r, "2025-01")["problems"]
+            .to_string()
+            .contains("not by the configured key"),
+        "{r:#}"
+    );
+    // A missing key file is a usage error that names it, and nothing is sealed.
+    let cfg3 = config_file("strata.toml", "seal_key_file = \"/nonexistent/seal.key\"\n");
+    let out = strata_cmd(&db)
+        .args(["--config", &cfg3, "seal", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/seal.key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Rewrites every row of `partition` and updates its seal the way strata
+/// would have computed it, without the signing key.
+async fn forge(c: &Client, partition: &str, period: &str) {
+    c.batch_execute(&format!(
+        "ALTER TABLE {partition} DISABLE TRIGGER ALL; UPDATE {partition} SET severity = 'info'; \
+         ALTER TABLE {partition} ENABLE ALWAYS TRIGGER strata_sealed"
+    ))
+    .await
+    .unwrap();
+    let name = strata::db::QualifiedName::new("public", partition).unwrap();
+    let mut quiet = |_: u64| {};
+    let computed = strata::seal::compute(c, &name, &mut quiet).await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT id, period_start, period_end, prev_hash, sealed_at FROM strata.seals WHERE period_start = $1::text::timestamptz",
+            &[&period],
+        )
+        .await
+        .unwrap();
+    let rec = strata::seal::record::SealRecord {
+        table: "public.audit_logs".into(),
+        period_start: row.get(1),
+        period_end: row.get(2),
+        row_count: computed.count as i64,
+        root: computed.root,
+        prev_hash: row
+            .get::<_, Option<Vec<u8>>>(3)
+            .map(|h| h.try_into().unwrap()),
+        sealed_at: row.get(4),
+    };
+    let id: i64 = row.get(0);
+    c.execute(
+        "UPDATE strata.seals SET root = $2, row_count = $3, seal_hash = $4 WHERE id = $1",
+        &[
+            &id,
+            &computed.root.to_vec(),
+            &rec.row_count,
+            &rec.hash().to_vec(),
+        ],
+    )
+    .await
+    .unwrap();
+    c.execute("DELETE FROM strata.seal_chunks WHERE seal_id = $1", &[&id])
+        .await
+        .unwrap();
+    for (i, ch) in computed.chunks.iter().enumerate() {
+        c.execute(
+            "INSERT INTO strata.seal_chunks (seal_id, chunk, root, ids, leaves) VALUES ($1, $2, $3, '', '')",
+            &[&id, &(i as i32), &ch.root.to_vec()],
+        )
+        .await
+        .unwrap();
+    }
+}
