@@ -401,3 +401,148 @@ async fn forge(c: &Client, partition: &str, period: &str) {
         .unwrap();
     }
 }
+
+/// A receipt and a proof checked by tests/seal_offline.py: hashlib and the
+/// `cryptography` package only, from docs/seal-format.md, no strata code.
+#[tokio::test]
+async fn a_receipt_and_a_proof_check_offline_in_python() {
+    let Some(python) = common::tools::python_with("cryptography") else {
+        return;
+    };
+    let db = seeded(2_500).await;
+    let dir = std::path::PathBuf::from(config_file("x", ""));
+    let key = dir.with_file_name("seal.key");
+    assert!(
+        strata(&db, &["seal", "keygen", "--out", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let public = dir.with_file_name("seal.key.pub");
+    let cfg = config_file(
+        "strata.toml",
+        &format!("seal_key_file = {:?}\n", key.to_str().unwrap()),
+    );
+    run_ok(&db, &["--config", &cfg, "--json", "seal", "run"]);
+    let c = db.client().await;
+    // A row with NULLs, JSON and an address, in the middle of March.
+    let row = c
+        .query_one(
+            "SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+               FROM audit_logs_2025_03 ORDER BY created_at, id OFFSET 200 LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (id, at): (i64, String) = (row.get(0), row.get(1));
+    let receipt = dir.with_file_name("receipt.json");
+    let proof = dir.with_file_name("proof.json");
+    let out = strata(
+        &db,
+        &[
+            "--config",
+            &cfg,
+            "seal",
+            "export",
+            "2025-03",
+            "--out",
+            receipt.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = strata(
+        &db,
+        &[
+            "--config",
+            &cfg,
+            "seal",
+            "prove",
+            "--id",
+            &id.to_string(),
+            "--created-at",
+            &at,
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = std::fs::metadata(&proof).unwrap().len();
+    assert!(size < 4096, "proof is {size} bytes");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seal_offline.py");
+    let check = |r: &std::path::Path, p: &std::path::Path| {
+        std::process::Command::new(&python)
+            .arg(script)
+            .arg(r)
+            .arg(p)
+            .arg(&public)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&receipt, &proof);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(
+        stdout(&ok).contains(&format!("row {id} is leaf 200")),
+        "{}",
+        stdout(&ok)
+    );
+
+    // Each lie is refused: a changed row, a changed count, a wrong path.
+    let mut p: Value = serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    p["row"]["action"] = Value::String("logout".into());
+    let bad_proof = dir.with_file_name("bad-proof.json");
+    std::fs::write(&bad_proof, p.to_string()).unwrap();
+    let out = check(&receipt, &bad_proof);
+    assert!(
+        !out.status.success() && stdout(&out).contains("leaf hash"),
+        "{}",
+        stdout(&out)
+    );
+    let mut p: Value = serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    p["leaf_index"] = Value::from(201);
+    std::fs::write(&bad_proof, p.to_string()).unwrap();
+    let out = check(&receipt, &bad_proof);
+    assert!(
+        !out.status.success() && stdout(&out).contains("inclusion path"),
+        "{}",
+        stdout(&out)
+    );
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    r["row_count"] = Value::from(r["row_count"].as_i64().unwrap() - 1);
+    let bad_receipt = dir.with_file_name("bad-receipt.json");
+    std::fs::write(&bad_receipt, r.to_string()).unwrap();
+    let out = check(&bad_receipt, &proof);
+    assert!(
+        !out.status.success() && stdout(&out).contains("seal hash"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// PostgreSQL's jsonb text is canonical (docs/seal-format.md relies on it):
+/// keys sorted by length then bytes, duplicates dropped (last wins), fixed
+/// spacing, whatever the input's order and spacing.
+#[tokio::test]
+async fn jsonb_text_is_canonical() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    let rows = c
+        .query(
+            "SELECT ($1::text)::jsonb::text",
+            &[&r#"{"bb":1,  "a":{"z":[1,2 ,3],"y":null},"b":"x","a":{"z":[1,2,3],"y":null}}"#],
+        )
+        .await
+        .unwrap();
+    let text: String = rows[0].get(0);
+    assert_eq!(
+        text,
+        r#"{"a": {"y": null, "z": [1, 2, 3]}, "b": "x", "bb": 1}"#
+    );
+    let same: String = c
+        .query_one(
+            "SELECT ($1::text)::jsonb::text",
+            &[&r#"{ "b" : "x", "bb":1,"a":{"y":null,"z":[1,2,3]}}"#],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(same, text);
+}
