@@ -18,6 +18,7 @@ mod jobs;
 mod maintenance;
 mod metrics;
 mod redact;
+mod seals;
 mod server;
 mod stats;
 mod system;
@@ -238,6 +239,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(audit_logs::router())
         .merge(system::router())
+        .merge(seals::router())
 }
 
 /// The OpenAPI document of every route [`app`] serves.

@@ -14,6 +14,7 @@ pub mod record;
 mod rows;
 mod seal;
 pub mod sign;
+mod status;
 mod store;
 mod verify;
 
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 pub use proof::{export, prove};
 pub use seal::{compute, run, Computed, SealOutcome};
+pub use status::{last_verify, status, LastVerify, SealStatus};
 pub use store::{list, StoredSeal};
 pub use verify::{verify, VerifyReport};
 
