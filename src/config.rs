@@ -251,7 +251,7 @@ pub struct MaintenanceConfig {
 
 /// What a scheduled job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobCommand {
     /// Partition maintenance, a pg_stat_statements reading, ANALYZE of changed partitions.
     Maintain,
@@ -263,6 +263,10 @@ pub enum JobCommand {
     Reindex,
     /// A pg_stat_statements reading.
     Snapshot,
+    /// Seal closed periods (`strata seal run`).
+    Seal,
+    /// Verify every seal (`strata seal verify`).
+    SealVerify,
 }
 
 impl JobCommand {
@@ -272,6 +276,8 @@ impl JobCommand {
         ("analyze", JobCommand::Analyze),
         ("reindex", JobCommand::Reindex),
         ("snapshot", JobCommand::Snapshot),
+        ("seal", JobCommand::Seal),
+        ("seal_verify", JobCommand::SealVerify),
     ];
 
     pub fn name(self) -> &'static str {

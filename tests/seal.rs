@@ -631,3 +631,61 @@ async fn sealing_never_stalls_writers_of_the_current_month() {
         "writers made only {total} inserts while sealing took {sealing:?}"
     );
 }
+
+/// The scheduler seals and verifies through the same operations.
+#[tokio::test]
+async fn the_scheduler_seals_and_verifies() {
+    let db = seeded(300).await;
+    let cfg = config_file(
+        "strata.toml",
+        "[maintenance]\n[[maintenance.jobs]]\nname = \"nightly-seal\"\nschedule = \"30 2 * * *\"\ncommand = \"seal\"\n\
+         [[maintenance.jobs]]\nname = \"weekly-verify\"\nschedule = \"0 5 * * 0\"\ncommand = \"seal_verify\"\n",
+    );
+    let out = strata(
+        &db,
+        &[
+            "--config",
+            &cfg,
+            "--json",
+            "schedule",
+            "run",
+            "nightly-seal",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = strata(
+        &db,
+        &[
+            "--config",
+            &cfg,
+            "--json",
+            "schedule",
+            "run",
+            "weekly-verify",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let c = db.client().await;
+    let rows = c
+        .query(
+            "SELECT kind, origin, (result->>'intact') FROM strata.jobs WHERE kind LIKE 'seal%' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, "seal_run");
+    assert_eq!(got[0].1.as_deref(), Some("scheduler"));
+    assert_eq!(got[1].0, "seal_verify");
+    assert_eq!(got[1].2.as_deref(), Some("true"));
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM strata.seals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 6);
+}
