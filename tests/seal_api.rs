@@ -128,4 +128,38 @@ async fn seals_are_listed_and_verified_as_a_job() {
     let (_, v) = send(&state, Method::GET, "/admin/database/seals", &reader, None).await;
     assert_eq!(v["last_verify"]["job_id"], id, "{v:#}");
     assert_eq!(v["last_verify"]["intact"], true, "{v:#}");
+    let n = v["seals"].as_array().unwrap().len();
+
+    // /metrics carries the same: seal count, unsealed closed periods, last verify.
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {reader}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut req = req;
+    req.extensions_mut().insert(ConnectInfo(
+        "192.0.2.7:40000".parse::<SocketAddr>().unwrap(),
+    ));
+    let resp = api::app(state.clone()).oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(&format!(
+            "strata_seals{{table=\"public.audit_logs\"}} {n}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_seal_unsealed_closed_periods{table=\"public.audit_logs\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_seal_last_verify_intact{table=\"public.audit_logs\"} 1\n"),
+        "{text}"
+    );
 }

@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn fixed_vector() {
-        // The vector docs/seal-format.md and tests/seal_offline.py repeat.
+        // The vector docs/seal-format.md repeats.
         let enc = encode_fields(&fields(Some("{\"a\": 1}"), Some(""))).unwrap();
         assert_eq!(
             hex::encode(&enc),

@@ -9,6 +9,7 @@ mod anchor;
 mod chunks;
 pub mod encoding;
 pub mod merkle;
+mod metrics;
 mod proof;
 pub mod record;
 mod rows;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use metrics::render_metrics;
 pub use proof::{export, prove};
 pub use seal::{compute, run, Computed, SealOutcome};
 pub use status::{last_verify, status, LastVerify, SealStatus};
