@@ -183,6 +183,13 @@ async fn a_sealed_partition_is_read_only() {
             .await
             .unwrap();
     }
+    // A TRUNCATE of the parent fires each partition's TRUNCATE trigger.
+    let e = c.batch_execute("TRUNCATE audit_logs").await.unwrap_err();
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("TRUNCATE") && msg.contains("sealed"), "{msg}");
     let rows: i64 = c
         .query_one("SELECT count(*) FROM audit_logs_2025_01", &[])
         .await
