@@ -468,6 +468,10 @@ pub struct HealthThresholds {
     pub cache_hit_warning: f64,
     /// Heap blocks (hit + read) needed before the ratio is judged.
     pub cache_hit_min_blocks: i64,
+    /// `seal_after` (not a `[health]` key): when a closed period counts as
+    /// overdue for its seal.
+    #[serde(skip)]
+    pub seal_after: Duration,
 }
 
 impl Default for HealthThresholds {
@@ -487,6 +491,7 @@ impl Default for HealthThresholds {
             sequence_critical: 0.9,
             cache_hit_warning: 0.95,
             cache_hit_min_blocks: 10_000,
+            seal_after: SealConfig::default().after,
         }
     }
 }
@@ -747,10 +752,18 @@ impl Config {
                 ));
             }
         }
+        let seal = validate_seal(
+            raw.seal_after.as_deref(),
+            raw.seal_key_file.take(),
+            raw.seal_anchor_to.as_deref(),
+        )?;
         Ok(Config {
             tables,
             maintenance: validate_maintenance(raw.maintenance)?,
-            health: validate_health(raw.health)?,
+            health: HealthThresholds {
+                seal_after: seal.after,
+                ..validate_health(raw.health)?
+            },
             api: ApiConfig {
                 accept_past: api_window("api.accept_past", raw.api.accept_past.as_deref())?,
                 accept_future: api_window("api.accept_future", raw.api.accept_future.as_deref())?
@@ -759,11 +772,7 @@ impl Config {
             },
             source: None,
             tables_explicit,
-            seal: validate_seal(
-                raw.seal_after.as_deref(),
-                raw.seal_key_file,
-                raw.seal_anchor_to.as_deref(),
-            )?,
+            seal,
         })
     }
 
@@ -1307,6 +1316,7 @@ fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
             d.cache_hit_min_blocks as f64,
             &BLOCKS,
         )? as i64,
+        seal_after: SealConfig::default().after,
     };
     // A warning threshold past its critical one would never show a warning.
     let pairs = [

@@ -145,6 +145,17 @@ async fn verify_names_changed_deleted_inserted_and_swapped_rows() {
         "{}",
         stdout(&human)
     );
+    // Health judges the last verification: critical, with the command to see why.
+    let h = strata(&db, &["--json", "health"]);
+    let report = json(&h);
+    let seals = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "seals")
+        .unwrap();
+    assert_eq!(seals["status"], "critical", "{seals:#}");
+    assert_eq!(h.status.code(), Some(3));
 }
 
 /// The guard: UPDATE, DELETE, TRUNCATE and INSERT through the parent are

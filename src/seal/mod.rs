@@ -27,7 +27,7 @@ use serde::Serialize;
 pub use metrics::render_metrics;
 pub use proof::{export, prove};
 pub use seal::{compute, run, Computed, SealOutcome};
-pub use status::{last_verify, status, LastVerify, SealStatus};
+pub use status::{health_facts, last_verify, status, HealthFacts, LastVerify, SealStatus};
 pub use store::{list, StoredSeal};
 pub use verify::{verify, VerifyReport};
 

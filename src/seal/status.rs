@@ -41,23 +41,11 @@ pub async fn status(
     let after = chrono::Duration::from_std(config.seal.after).unwrap_or(chrono::Duration::days(1));
     let seals = store::list(&*client, spec).await?;
     let snap = partition::snapshot(client, spec).await?;
-    let mut unsealed_closed: Vec<(DateTime<Utc>, String)> = snap
-        .partitions
-        .iter()
-        .filter_map(|p| match p.bound {
-            Bound::Range {
-                from: Some(f),
-                to: Some(t),
-            } if t + after <= now => Some((f, p.name.display_unquoted())),
-            _ => None,
-        })
-        .filter(|(f, _)| !seals.iter().any(|s| s.period_start == *f))
-        .collect();
-    unsealed_closed.sort();
+    let unsealed_closed = unsealed(&snap, &seals, after, now);
     Ok(SealStatus {
         table: spec.name.display_unquoted(),
         seals,
-        unsealed_closed: unsealed_closed.into_iter().map(|(_, n)| n).collect(),
+        unsealed_closed,
         last_verify: last_verify(client, spec).await?,
     })
 }
@@ -81,4 +69,73 @@ pub async fn last_verify(
         intact: r.get(2),
         error: r.get(3),
     }))
+}
+
+/// What health judges: counts, the closed periods not sealed, the last verify.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthFacts {
+    pub seals: usize,
+    pub unsealed_closed: Vec<String>,
+    pub last_verify: Option<LastVerify>,
+}
+
+pub async fn health_facts(
+    client: &Client,
+    spec: &TableSpec,
+    snap: &crate::partition::Snapshot,
+    after: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<HealthFacts, DbError> {
+    let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::days(1));
+    let flat = |e: SealError| match e {
+        SealError::Db(d) => d,
+        other => DbError::LockTimeout {
+            what: "reading seals".into(),
+            attempts: 1,
+            timeout_ms: 0,
+            detail: other.to_string(),
+        },
+    };
+    let migrated: bool = client
+        .query_one("SELECT to_regclass('strata.seals') IS NOT NULL", &[])
+        .await
+        .map_err(DbError::query("looking for strata.seals"))?
+        .get(0);
+    if !migrated {
+        // A database migrated by a strata without seals: nothing to judge.
+        return Ok(HealthFacts {
+            seals: 0,
+            unsealed_closed: Vec::new(),
+            last_verify: None,
+        });
+    }
+    let seals = store::list(client, spec).await.map_err(flat)?;
+    Ok(HealthFacts {
+        seals: seals.len(),
+        unsealed_closed: unsealed(snap, &seals, after, now),
+        last_verify: last_verify(client, spec).await.map_err(flat)?,
+    })
+}
+
+/// Closed periods (end + `after` <= `now`) with a partition and no seal, oldest first.
+pub fn unsealed(
+    snap: &crate::partition::Snapshot,
+    seals: &[StoredSeal],
+    after: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut out: Vec<(DateTime<Utc>, String)> = snap
+        .partitions
+        .iter()
+        .filter_map(|p| match p.bound {
+            Bound::Range {
+                from: Some(f),
+                to: Some(t),
+            } if t + after <= now => Some((f, p.name.display_unquoted())),
+            _ => None,
+        })
+        .filter(|(f, _)| !seals.iter().any(|s| s.period_start == *f))
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, n)| n).collect()
 }
