@@ -13,7 +13,7 @@ mod metrics;
 mod proof;
 pub mod record;
 mod rows;
-mod seal;
+mod run;
 pub mod sign;
 mod status;
 mod store;
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 pub use metrics::render_metrics;
 pub use proof::{export, prove};
-pub use seal::{compute, run, Computed, SealOutcome};
+pub use run::{compute, run, Computed, SealOutcome};
 pub use status::{health_facts, last_verify, status, HealthFacts, LastVerify, SealStatus};
 pub use store::{list, StoredSeal};
 pub use verify::{verify, VerifyReport};

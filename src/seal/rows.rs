@@ -93,7 +93,7 @@ pub async fn scan(
                 encoding: &enc,
             })?;
             position += 1;
-            if position % PROGRESS_EVERY == 0 {
+            if position.is_multiple_of(PROGRESS_EVERY) {
                 progress(position);
             }
             start += used;
