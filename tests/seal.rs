@@ -256,6 +256,21 @@ async fn a_pretended_time_cannot_seal_an_open_period() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
+    // A bad period is a usage error naming it; a period without a seal is exit 3.
+    let out = strata(&db, &["seal", "verify", "March"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"March\" is not a period"),
+        "{}",
+        stderr(&out)
+    );
+    let out = strata(&db, &["seal", "export", "2024-01"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no seal for 2024-01"),
+        "{}",
+        stderr(&out)
+    );
     let bad = config_file("strata.toml", "seal_after = \"soon\"\n");
     let out = strata(&db, &["--config", &bad, "seal", "run"]);
     assert_eq!(out.status.code(), Some(2));
