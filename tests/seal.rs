@@ -498,6 +498,28 @@ async fn a_receipt_and_a_proof_check_offline_in_python() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // The proof's row is the row as PostgreSQL prints it (jsonb arrives in
+    // binary; its text must be jsonb::text exactly, inet is text(inet)).
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    let db_row = c
+        .query_one(
+            "SELECT details::text, text(ip_address), user_agent FROM audit_logs WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p["row"]["details"].as_str(),
+        db_row.get::<_, Option<&str>>(0)
+    );
+    assert_eq!(
+        p["row"]["ip_address"].as_str(),
+        db_row.get::<_, Option<&str>>(1)
+    );
+    assert_eq!(
+        p["row"]["user_agent"].as_str(),
+        db_row.get::<_, Option<&str>>(2)
+    );
     let size = std::fs::metadata(&proof).unwrap().len();
     assert!(size < 4096, "proof is {size} bytes");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seal_offline.py");

@@ -87,21 +87,16 @@ pub async fn prove(
         .clone()
         .ok_or_else(|| SealError::NotSealed("bad partition name".into()))?;
     let want = created_at.timestamp_micros();
-    let mut leaves: Vec<Hash> = Vec::with_capacity(s.row_count.max(0) as usize);
-    let mut found = None;
-    rows::scan(
-        client,
-        &partition,
-        |r| {
-            if r.id == id && r.created_at_us == want {
-                found = Some((r.position, rows::fields_of(r.encoding), r.leaf));
-            }
-            leaves.push(r.leaf);
-            Ok(())
-        },
-        progress,
-    )
-    .await?;
+    let scanned = rows::scan(client, &partition, Some((id, want)), progress).await?;
+    let leaves: Vec<Hash> = scanned.entries.iter().map(|e| e.leaf).collect();
+    let found = scanned.wanted.map(|enc| {
+        let index = scanned
+            .entries
+            .iter()
+            .position(|e| e.id == id && e.created_at_us == want)
+            .expect("the wanted row was scanned");
+        (index, rows::fields_of(&enc), leaves[index])
+    });
     let root = merkle::root(&leaves);
     if root[..] != s.root[..] {
         return Err(SealError::Precondition(format!(
@@ -117,7 +112,7 @@ pub async fn prove(
             show_time(s.period_start)
         )));
     };
-    let path = merkle::inclusion_path(&leaves, index as usize);
+    let path = merkle::inclusion_path(&leaves, index);
     let row: serde_json::Map<String, Value> = fields
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.map(Value::String).unwrap_or(Value::Null)))

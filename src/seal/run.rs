@@ -58,17 +58,12 @@ pub async fn compute(
     partition: &QualifiedName,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Computed, SealError> {
+    let scanned = rows::scan(client, partition, None, progress).await?;
     let mut b = Builder::default();
-    let count = rows::scan(
-        client,
-        partition,
-        |r| {
-            b.push(r.id, r.leaf);
-            Ok(())
-        },
-        progress,
-    )
-    .await?;
+    for e in &scanned.entries {
+        b.push(e.id, e.leaf);
+    }
+    let count = scanned.entries.len() as u64;
     let (chunks, root) = b.finish();
     Ok(Computed {
         count,
