@@ -744,3 +744,53 @@ async fn the_scheduler_seals_and_verifies() {
         .get(0);
     assert!(n >= 6);
 }
+
+/// A sealed month that retention detached (renamed `<name>_detached` and
+/// recorded) is still verified, and a change to it is still named.
+#[tokio::test]
+async fn a_detached_sealed_month_is_still_verified() {
+    let db = seeded(600).await;
+    run_ok(&db, &["--json", "seal", "run"]);
+    let cfg = config_file(
+        "strata.toml",
+        "[[table]]\nname = \"audit_logs\"\nstart = \"2025-01-01\"\nretention = \"20 months\"\nretention_mode = \"detach\"\n",
+    );
+    run_ok(&db, &["--config", &cfg, "--json", "config", "apply"]);
+    run_ok(&db, &["--config", &cfg, "--json", "maintain"]);
+    let c = db.client().await;
+    let detached: i64 = c
+        .query_one(
+            "SELECT count(*) FROM strata.detached_partitions WHERE table_name = 'audit_logs_2025_01_detached'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(detached, 1, "retention did not detach January");
+    let r = run_ok(
+        &db,
+        &["--config", &cfg, "--json", "seal", "verify", "2025-01"],
+    );
+    assert_eq!(r["intact"], true, "{r:#}");
+    assert_eq!(seal_of(&r, "2025-01")["ok"], true);
+    let id: i64 = c
+        .query_one("SELECT min(id) FROM audit_logs_2025_01_detached", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!(
+        "ALTER TABLE audit_logs_2025_01_detached DISABLE TRIGGER ALL;
+         UPDATE audit_logs_2025_01_detached SET status = 'forged' WHERE id = {id}"
+    ))
+    .await
+    .unwrap();
+    let out = strata(
+        &db,
+        &["--config", &cfg, "--json", "seal", "verify", "2025-01"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        seal_of(&json(&out), "2025-01")["rows"]["changed"],
+        serde_json::json!([id])
+    );
+}
