@@ -271,6 +271,18 @@ async fn a_pretended_time_cannot_seal_an_open_period() {
         "{}",
         stderr(&out)
     );
+    // Another session maintaining the table: refused at once, exit 3.
+    let holder = db.client().await;
+    assert!(
+        strata::db::try_advisory_lock(&holder, "maintain:public.audit_logs")
+            .await
+            .unwrap()
+    );
+    let out = strata(&db, &["seal", "run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    strata::db::advisory_unlock(&holder, "maintain:public.audit_logs")
+        .await
+        .unwrap();
     let bad = config_file("strata.toml", "seal_after = \"soon\"\n");
     let out = strata(&db, &["--config", &bad, "seal", "run"]);
     assert_eq!(out.status.code(), Some(2));
