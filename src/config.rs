@@ -251,7 +251,7 @@ pub struct MaintenanceConfig {
 
 /// What a scheduled job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobCommand {
     /// Partition maintenance, a pg_stat_statements reading, ANALYZE of changed partitions.
     Maintain,
@@ -263,6 +263,10 @@ pub enum JobCommand {
     Reindex,
     /// A pg_stat_statements reading.
     Snapshot,
+    /// Seal closed periods (`strata seal run`).
+    Seal,
+    /// Verify every seal (`strata seal verify`).
+    SealVerify,
 }
 
 impl JobCommand {
@@ -272,6 +276,8 @@ impl JobCommand {
         ("analyze", JobCommand::Analyze),
         ("reindex", JobCommand::Reindex),
         ("snapshot", JobCommand::Snapshot),
+        ("seal", JobCommand::Seal),
+        ("seal_verify", JobCommand::SealVerify),
     ];
 
     pub fn name(self) -> &'static str {
@@ -362,6 +368,67 @@ pub struct Config {
     /// written specs are compared with the stored ones; defaults never
     /// override what the database holds.
     pub tables_explicit: bool,
+    /// `seal_after`, `seal_key_file`, `seal_anchor_to`.
+    pub seal: SealConfig,
+}
+
+/// Sealed months (docs/seals.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SealConfig {
+    /// A period is sealable once its end is this far behind the real clock.
+    pub after: Duration,
+    /// An Ed25519 key file (`strata seal keygen`): a secret key signs new
+    /// seals, a public one only verifies.
+    pub key_file: Option<PathBuf>,
+    /// `file:///path`: every new seal hash is appended there.
+    pub anchor_to: Option<PathBuf>,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            after: Duration::from_secs(86_400),
+            key_file: None,
+            anchor_to: None,
+        }
+    }
+}
+
+/// The raw seal keys, validated together.
+fn validate_seal(
+    after: Option<&str>,
+    key_file: Option<String>,
+    anchor_to: Option<&str>,
+) -> Result<SealConfig, ConfigError> {
+    let mut c = SealConfig::default();
+    if let Some(a) = after {
+        c.after = parse_duration(a).ok_or_else(|| {
+            invalid(
+                "seal_after",
+                format!("{a:?} is not a duration; expected e.g. \"1d\", \"12h\" or \"30min\""),
+            )
+        })?;
+    }
+    if let Some(k) = key_file {
+        if k.trim().is_empty() {
+            return Err(invalid(
+                "seal_key_file",
+                "is empty; give the path of a key file",
+            ));
+        }
+        c.key_file = Some(PathBuf::from(k));
+    }
+    if let Some(a) = anchor_to {
+        let path = a.strip_prefix("file://").filter(|p| p.starts_with('/'));
+        let Some(path) = path else {
+            return Err(invalid(
+                "seal_anchor_to",
+                format!("{a:?} is not supported; expected file:///absolute/path"),
+            ));
+        };
+        c.anchor_to = Some(PathBuf::from(path));
+    }
+    Ok(c)
 }
 
 impl Default for Config {
@@ -373,6 +440,7 @@ impl Default for Config {
             health: HealthThresholds::default(),
             source: None,
             tables_explicit: false,
+            seal: SealConfig::default(),
         }
     }
 }
@@ -400,6 +468,10 @@ pub struct HealthThresholds {
     pub cache_hit_warning: f64,
     /// Heap blocks (hit + read) needed before the ratio is judged.
     pub cache_hit_min_blocks: i64,
+    /// `seal_after` (not a `[health]` key): when a closed period counts as
+    /// overdue for its seal.
+    #[serde(skip)]
+    pub seal_after: Duration,
 }
 
 impl Default for HealthThresholds {
@@ -419,6 +491,7 @@ impl Default for HealthThresholds {
             sequence_critical: 0.9,
             cache_hit_warning: 0.95,
             cache_hit_min_blocks: 10_000,
+            seal_after: SealConfig::default().after,
         }
     }
 }
@@ -436,6 +509,9 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     health: RawHealth,
+    seal_after: Option<String>,
+    seal_key_file: Option<String>,
+    seal_anchor_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -676,10 +752,18 @@ impl Config {
                 ));
             }
         }
+        let seal = validate_seal(
+            raw.seal_after.as_deref(),
+            raw.seal_key_file.take(),
+            raw.seal_anchor_to.as_deref(),
+        )?;
         Ok(Config {
             tables,
             maintenance: validate_maintenance(raw.maintenance)?,
-            health: validate_health(raw.health)?,
+            health: HealthThresholds {
+                seal_after: seal.after,
+                ..validate_health(raw.health)?
+            },
             api: ApiConfig {
                 accept_past: api_window("api.accept_past", raw.api.accept_past.as_deref())?,
                 accept_future: api_window("api.accept_future", raw.api.accept_future.as_deref())?
@@ -688,6 +772,7 @@ impl Config {
             },
             source: None,
             tables_explicit,
+            seal,
         })
     }
 
@@ -1231,6 +1316,7 @@ fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
             d.cache_hit_min_blocks as f64,
             &BLOCKS,
         )? as i64,
+        seal_after: SealConfig::default().after,
     };
     // A warning threshold past its critical one would never show a warning.
     let pairs = [

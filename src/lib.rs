@@ -25,6 +25,7 @@ pub mod progress;
 pub mod report;
 pub mod scheduler;
 pub mod schema;
+pub mod seal;
 pub mod stats;
 pub mod web;
 

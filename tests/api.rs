@@ -206,12 +206,14 @@ async fn tokens_and_roles_guard_every_route() {
         format!("/audit-logs?{range}"),
         format!("/audit-logs/summary?{range}"),
         "/metrics".into(),
+        "/admin/database/seals".into(),
     ];
     let admin_posts = [
         "/admin/database/maintenance/vacuum",
         "/admin/database/maintenance/analyze",
         "/admin/database/maintenance/reindex",
         "/admin/database/partitions/maintain",
+        "/admin/database/seals/verify",
     ];
     let body = json!({"table_name": "audit_logs"}).to_string();
     let mut cases: Vec<(Method, String, Option<String>, Role)> = Vec::new();
@@ -904,6 +906,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         "POST /admin/database/partitions/maintain",
         "GET /admin/jobs",
         "GET /admin/jobs/{id}",
+        "GET /admin/database/seals",
+        "POST /admin/database/seals/verify",
         "POST /audit-logs",
         "GET /audit-logs",
         "GET /audit-logs/summary",

@@ -6,7 +6,7 @@ use common::{stderr, stdout, strata, TestDb};
 use serde_json::Value;
 
 /// Checks every report has, in order.
-const CHECKS: [&str; 12] = [
+const CHECKS: [&str; 13] = [
     "connections",
     "long_running_queries",
     "idle_in_transaction",
@@ -16,6 +16,7 @@ const CHECKS: [&str; 12] = [
     "replication_slots",
     "future_partitions",
     "default_partition_rows",
+    "seals",
     "invalid_indexes",
     "sequence_headroom",
     "table_xid_age",

@@ -195,6 +195,9 @@ pub async fn render(state: &AppState) -> String {
         let _ = writeln!(out, "strata_database_up 0");
     } else {
         let _ = writeln!(out, "strata_database_up 1");
+        if let Err(e) = crate::seal::render_metrics(&state.pool, &state.config, &mut out).await {
+            tracing::warn!(error = %e, "metrics: could not read seals");
+        }
     }
     out
 }

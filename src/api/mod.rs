@@ -18,6 +18,8 @@ mod jobs;
 pub(crate) mod maintenance;
 mod metrics;
 pub(crate) mod redact;
+
+mod seals;
 mod server;
 mod stats;
 mod system;
@@ -238,6 +240,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(audit_logs::router())
         .merge(system::router())
+        .merge(seals::router())
 }
 
 /// The OpenAPI document of every route [`app`] serves.

@@ -12,6 +12,7 @@ mod ops;
 mod partitions;
 mod report;
 mod schedule;
+mod seal;
 mod serve;
 mod spec;
 mod stats;
@@ -168,6 +169,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Sealed months: tamper-evident, read-only closed periods (docs/seals.md).
+    Seal {
+        #[command(subcommand)]
+        action: seal::SealAction,
     },
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
@@ -736,6 +742,14 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
+        }
+        Command::Seal { action } => {
+            if matches!(action, seal::SealAction::Keygen { .. }) {
+                return seal::run(None, &config, action, cli.json).await;
+            }
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            seal::run(Some(&target), &config, action, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

@@ -14,6 +14,65 @@ use crate::partition::{self, period, Bound, PartitionError, Snapshot};
 
 const FUTURE: &str = "future_partitions";
 const DEFAULT_ROWS: &str = "default_partition_rows";
+const SEALS: &str = "seals";
+
+/// Sealed months (docs/seals.md): critical when the last verification found
+/// a difference, a warning for closed periods left unsealed once sealing is
+/// in use (a table never sealed is not judged).
+async fn seals(
+    client: &Client,
+    spec: &TableSpec,
+    snap: &Snapshot,
+    t: &HealthThresholds,
+    now: DateTime<Utc>,
+) -> Result<CheckResult, HealthError> {
+    let f = crate::seal::health_facts(client, spec, snap, t.seal_after, now).await?;
+    let evidence = json!({
+        "seals": f.seals,
+        "unsealed_closed": f.unsealed_closed,
+        "last_verify": f.last_verify,
+    });
+    let intact = f.last_verify.as_ref().map(|v| v.intact == Some(true));
+    let (status, message, fix) = if intact == Some(false) {
+        (
+            Status::Critical,
+            "the last seal verification found sealed rows, seals or the chain changed".to_string(),
+            Some(format!(
+                "strata seal verify --table {}",
+                spec.name.display_unquoted()
+            )),
+        )
+    } else if f.seals > 0 && !f.unsealed_closed.is_empty() {
+        (
+            Status::Warning,
+            format!(
+                "{} closed but not sealed",
+                plural(f.unsealed_closed.len(), "period is", "periods are")
+            ),
+            Some(format!(
+                "strata seal run --table {}",
+                spec.name.display_unquoted()
+            )),
+        )
+    } else if f.seals == 0 {
+        (
+            Status::Ok,
+            "no period sealed (sealing not in use)".to_string(),
+            None,
+        )
+    } else {
+        (
+            Status::Ok,
+            format!("{} sealed", plural(f.seals, "period", "periods")),
+            None,
+        )
+    };
+    let mut c = CheckResult::new(SEALS, status, message, evidence).table(spec);
+    if let Some(fix) = fix {
+        c = c.fix(fix);
+    }
+    Ok(c)
+}
 
 pub async fn checks(
     client: &mut Client,
@@ -48,6 +107,7 @@ pub async fn checks(
         Ok(snap) => {
             out.push(judge_future_partitions(spec, &snap, now));
             out.push(default_rows(spec, &snap, now));
+            out.push(seals(client, spec, &snap, t, now).await?);
         }
         Err(PartitionError::Db(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             // The snapshot counts the default partition's rows, which needs a
@@ -56,7 +116,7 @@ pub async fn checks(
                 "could not read the partitions of {}: it is locked by another session ({e})",
                 spec.name.display_unquoted()
             );
-            for name in [FUTURE, DEFAULT_ROWS] {
+            for name in [FUTURE, DEFAULT_ROWS, SEALS] {
                 out.push(
                     CheckResult::new(
                         name,

@@ -34,6 +34,8 @@ pub enum OpError {
     Job(JobError),
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Seal(crate::seal::SealError),
 }
 
 impl OpError {
@@ -45,6 +47,7 @@ impl OpError {
             OpError::Maintenance(MaintenanceError::UnknownTarget { .. }) => 2,
             OpError::Partition(PartitionError::PartmanNow) => 2,
             OpError::Busy(_) | OpError::Precondition(_) => 3,
+            OpError::Seal(e) => e.exit_code(),
             OpError::Partition(
                 PartitionError::AlreadyRunning(_)
                 | PartitionError::NotFound(_)
@@ -110,6 +113,16 @@ impl From<MaintenanceError> for OpError {
             MaintenanceError::Partition(p) => OpError::Partition(p),
             MaintenanceError::Db(d) => OpError::Db(d),
             e => OpError::Maintenance(e),
+        }
+    }
+}
+
+impl From<crate::seal::SealError> for OpError {
+    fn from(e: crate::seal::SealError) -> Self {
+        match e {
+            crate::seal::SealError::Db(d) => OpError::Db(d),
+            crate::seal::SealError::Partition(p) => OpError::Partition(p),
+            e => OpError::Seal(e),
         }
     }
 }

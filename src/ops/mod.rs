@@ -56,6 +56,8 @@ pub enum Op {
     ConfigApply {
         table: Option<String>,
     },
+    /// Sealed months: seal, verify, export a receipt, prove a row.
+    Seal(crate::seal::SealOp),
 }
 
 impl Op {
@@ -69,6 +71,7 @@ impl Op {
             Op::Reindex { .. } => "reindex",
             Op::IndexesApply { .. } => "indexes_apply",
             Op::ConfigApply { .. } => "config_apply",
+            Op::Seal(s) => s.kind(),
         }
     }
 
@@ -81,6 +84,10 @@ impl Op {
         "reindex",
         "indexes_apply",
         "config_apply",
+        "seal_run",
+        "seal_verify",
+        "seal_export",
+        "seal_prove",
     ];
 }
 
@@ -195,6 +202,9 @@ impl Running {
                 table::indexes_apply(client, &self.spec, &self.config, progress).await
             }
             (Op::ConfigApply { .. }, _) => spec::apply(client, &self.config, &self.spec).await,
+            (Op::Seal(s), _) => {
+                crate::seal::execute(client, &self.config, &self.spec, s, progress).await
+            }
             _ => Err(OpError::Failed("operation and target do not match".into())),
         }
     }
@@ -242,7 +252,13 @@ pub async fn begin(
         }
         Op::Maintain(MaintainOptions { table, .. })
         | Op::IndexesApply { table }
-        | Op::ConfigApply { table } => {
+        | Op::ConfigApply { table }
+        | Op::Seal(
+            crate::seal::SealOp::Run { table, .. }
+            | crate::seal::SealOp::Verify { table, .. }
+            | crate::seal::SealOp::Export { table, .. }
+            | crate::seal::SealOp::Prove { table, .. },
+        ) => {
             // The quoted form (what adapters pass after resolving a name)
             // matches exactly; anything else is read as the user typed it.
             let spec = match config

@@ -212,6 +212,14 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             scope: AnalyzeScope::Changed,
         },
         JobCommand::Reindex => ops::Op::Reindex { target },
+        JobCommand::Seal => ops::Op::Seal(crate::seal::SealOp::Run {
+            table: Some(target),
+            dry_run: false,
+        }),
+        JobCommand::SealVerify => ops::Op::Seal(crate::seal::SealOp::Verify {
+            table: Some(target),
+            period: None,
+        }),
     }
 }
 

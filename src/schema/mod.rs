@@ -39,6 +39,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("migrations/0004_search.sql"),
     },
+    Migration {
+        version: 7,
+        name: "seals",
+        sql: include_str!("migrations/0007_seals.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";
