@@ -162,11 +162,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
 /// the request limits of `options` as session defaults.
 pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::DbError> {
     let size = options.pool_size;
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|source| crate::db::DbError::Connect {
-            target: crate::db::redact_url(url),
-            source,
-        })?;
+    let (mut config, tls) = crate::db::tls::parse(url)?;
     if config.get_application_name().is_none() {
         config.application_name("strata");
     }
@@ -178,9 +174,10 @@ pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::D
     // Clean, not Fast: a handler cut off by the request timeout may leave a
     // session setting behind (health sets lock_timeout); RESET ALL and
     // pg_advisory_unlock_all on the way back into the pool undo it.
+    let cancel_tls = tls.clone();
     let manager = Manager::from_config(
         config,
-        tokio_postgres::NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Clean,
         },
@@ -191,14 +188,15 @@ pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::D
         .wait_timeout(Some(options.pool_wait))
         .create_timeout(Some(Duration::from_secs(10)))
         .recycle_timeout(Some(Duration::from_secs(5)))
-        .post_create(deadpool_postgres::Hook::sync_fn(|w, _| {
-            inflight::checkout(w)
+        .post_create(deadpool_postgres::Hook::sync_fn({
+            let tls = cancel_tls.clone();
+            move |w, _| inflight::checkout(w, &tls)
         }))
         .pre_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
             inflight::before_recycle(w)
         }))
-        .post_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
-            inflight::checkout(w)
+        .post_recycle(deadpool_postgres::Hook::sync_fn(move |w, _| {
+            inflight::checkout(w, &cancel_tls)
         }))
         .build()
         .expect("the runtime is set, so building the pool cannot fail"))
