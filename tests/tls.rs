@@ -20,6 +20,9 @@ struct Server {
     ca: PathBuf,
     /// A CA the server's certificate does not chain to.
     other_ca: PathBuf,
+    /// For `strata serve --tls-*`: signed by `ca`, for localhost.
+    api_cert: PathBuf,
+    api_key: PathBuf,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -61,6 +64,13 @@ fn server() -> &'static Server {
             let (ca, other_ca) = (dir.join("ca.pem"), dir.join("other-ca.pem"));
             std::fs::write(&ca, ca_pem).unwrap();
             std::fs::write(&other_ca, other_pem).unwrap();
+            let api_key = KeyPair::generate().unwrap();
+            let mut api = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            api.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let api_cert = api.signed_by(&api_key, &issuer).unwrap();
+            let (api_cert_file, api_key_file) = (dir.join("api.crt"), dir.join("api.key"));
+            std::fs::write(&api_cert_file, api_cert.pem()).unwrap();
+            std::fs::write(&api_key_file, api_key.serialize_pem()).unwrap();
 
             let cluster = LocalCluster::new(dir.join("cluster"), Profile::Test);
             let state = cluster.start().expect("starting the TLS test cluster");
@@ -96,6 +106,8 @@ fn server() -> &'static Server {
                 password: state.password,
                 ca,
                 other_ca,
+                api_cert: api_cert_file,
+                api_key: api_key_file,
             }
         })
         .join()
@@ -223,10 +235,14 @@ async fn the_api_pool_uses_the_same_tls() {
 }
 
 fn strata(url: &str, args: &[&str]) -> std::process::Output {
+    command(url).args(args).output().expect("running strata")
+}
+
+/// strata with `--database-url`, untouched by the developer's environment.
+fn command(url: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.arg("--database-url")
         .arg(url)
-        .args(args)
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .env_remove("PGSSLMODE")
         .env_remove("PGSSLROOTCERT");
@@ -235,7 +251,7 @@ fn strata(url: &str, args: &[&str]) -> std::process::Output {
             cmd.env_remove(k);
         }
     }
-    cmd.output().expect("running strata")
+    cmd
 }
 
 #[tokio::test]
@@ -284,4 +300,133 @@ fn bad_tls_settings_are_usage_errors_naming_the_value() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/strata/ca.pem"), "{stderr}");
+}
+
+/// A `strata serve` child, killed when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `strata serve` on a free port and returns it with the address
+/// it says it listens on (the line it prints once bound).
+fn serve_tls(db_url: &str) -> (Serving, String) {
+    use std::io::BufRead;
+    let s = server();
+    let mut cmd = command(db_url);
+    cmd.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--no-scheduler",
+        "--tls-cert",
+    ])
+    .arg(&s.api_cert)
+    .arg("--tls-key")
+    .arg(&s.api_key)
+    .stderr(std::process::Stdio::piped());
+    let mut child = Serving(cmd.spawn().expect("starting strata serve"));
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut said = String::new();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            panic!("strata serve ended before listening: {said}");
+        };
+        let line = line.unwrap();
+        said.push_str(&line);
+        if let Some(rest) = line.split_once("listening on https://") {
+            break rest.1.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its log so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[tokio::test]
+async fn serve_speaks_https_only() {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server();
+    let db_url = url("localhost", &ca_query("verify-full", &s.ca));
+    let out = strata(&db_url, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_serving, addr) = serve_tls(&db_url);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&s.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with strata serve");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // The body is what counts; a missing close_notify at the end is not.
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        plain.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the TLS port closes a plain-text connection");
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+}
+
+#[test]
+fn serve_refuses_a_missing_key_naming_it() {
+    let s = server();
+    let db_url = url("localhost", &ca_query("verify-full", &s.ca));
+    let out = strata(
+        &db_url,
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            s.api_cert.to_str().unwrap(),
+            "--tls-key",
+            "/nonexistent/strata/api.key",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/strata/api.key"), "{stderr}");
+    // Both or neither.
+    let out = strata(
+        &db_url,
+        &["serve", "--tls-cert", s.api_cert.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--tls-key"), "{stderr}");
 }

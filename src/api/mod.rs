@@ -46,6 +46,7 @@ pub use error::{AppError, ErrorBody, RowError};
 pub use events::{Event, RequestContext, SecurityEvents};
 pub use jobs::{JobRunner, SHUTDOWN_REASON};
 pub use metrics::Metrics;
+pub use server::tls_config;
 pub use tokens::{Principal, Role, TokenInfo};
 
 use crate::config::Config;
@@ -77,9 +78,18 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// A kept-alive connection is closed (gracefully) after this long.
     pub max_connection_age: Duration,
+    /// HTTPS with this certificate (`serve --tls-cert/--tls-key`); plain
+    /// HTTP when `None`. See [`ServeOptions::tls_on`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServeOptions {
+    /// Whether clients reach this server over TLS: a cookie it sets must
+    /// then be `Secure`.
+    pub fn tls_on(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Startup options of every pooled session. RESET ALL (the pool's
     /// recycling) returns to these, so a handler cannot leave them lifted.
     /// `client_connection_check_interval` makes a backend notice a closed
@@ -111,6 +121,7 @@ impl Default for ServeOptions {
             // pool, the log and jobs.
             max_connections: 512,
             max_connection_age: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
