@@ -83,7 +83,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         use partition::PartitionError as P;
         match self {
-            Error::Config(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Db(db::DbError::Tls(_)) => EXIT_USAGE,
             Error::Load(load::LoadError::Usage(_)) => EXIT_USAGE,
             Error::Precondition(_) => EXIT_PRECONDITION,
             Error::Op(e) => e.exit_code(),

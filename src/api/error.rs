@@ -167,7 +167,12 @@ impl From<DbError> for AppError {
 
 impl From<deadpool_postgres::PoolError> for AppError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        tracing::warn!(error = %e, "no database connection");
+        // tokio-postgres's Display leaves out why (a refused certificate).
+        let detail = match &e {
+            deadpool_postgres::PoolError::Backend(pg) => crate::db::server_message(pg),
+            other => other.to_string(),
+        };
+        tracing::warn!(error = %detail, "no database connection");
         AppError::Unavailable("no database connection is available; try again".into())
     }
 }

@@ -15,13 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use deadpool_postgres::{ClientWrapper, HookError, StatementCache};
-use tokio_postgres::{CancelToken, NoTls};
+use tokio_postgres::CancelToken;
+
+use crate::db::tls::Connector;
 
 /// What is known about one pooled connection.
 struct Entry {
     /// Tells a dead connection from a new one that reuses its address.
     alive: Weak<StatementCache>,
     cancel: CancelToken,
+    /// Cancel requests go over TLS like the session (sslmode=require
+    /// refuses a plain one).
+    tls: Connector,
     /// The request that checked it out last (0: none).
     owner: u64,
     tainted: bool,
@@ -65,7 +70,7 @@ impl Scope {
             for key in held {
                 if let Some(e) = conns.get_mut(&key).filter(|e| e.owner == self.id) {
                     e.tainted = true;
-                    cancels.push(e.cancel.clone());
+                    cancels.push((e.cancel.clone(), e.tls.clone()));
                 }
             }
         }
@@ -80,8 +85,8 @@ impl Scope {
             "request abandoned; cancelling its statements"
         );
         rt.spawn(async move {
-            for c in cancels {
-                if let Err(e) = c.cancel_query(NoTls).await {
+            for (c, tls) in cancels {
+                if let Err(e) = cancel(&c, tls).await {
                     tracing::warn!(error = %e, "could not cancel an abandoned statement");
                 }
             }
@@ -101,7 +106,7 @@ fn key(w: &ClientWrapper) -> usize {
 
 /// Pool hook after a connection is created or recycled for a checkout:
 /// refuses a tainted one, records the owner.
-pub fn checkout(w: &mut ClientWrapper) -> Result<(), HookError> {
+pub fn checkout(w: &mut ClientWrapper, tls: &Connector) -> Result<(), HookError> {
     let key = key(w);
     let request = REQUEST.try_with(|s| s.clone()).ok();
     let mut conns = CONNECTIONS.lock().expect("connection registry poisoned");
@@ -119,6 +124,7 @@ pub fn checkout(w: &mut ClientWrapper) -> Result<(), HookError> {
             Entry {
                 alive: Arc::downgrade(&w.statement_cache),
                 cancel: w.cancel_token(),
+                tls: tls.clone(),
                 owner: 0,
                 tainted: false,
             },
@@ -136,6 +142,21 @@ pub fn checkout(w: &mut ClientWrapper) -> Result<(), HookError> {
         s.held.lock().expect("scope poisoned").push(key);
     }
     Ok(())
+}
+
+/// Sends a cancel request for `token`'s statement, over TLS when the session
+/// uses it.
+pub async fn cancel(token: &CancelToken, tls: Connector) -> Result<(), tokio_postgres::Error> {
+    token.cancel_query(tls).await
+}
+
+/// The cancel token of a pooled connection and the connector its cancel
+/// request needs.
+pub fn canceller(w: &ClientWrapper) -> Option<(CancelToken, Connector)> {
+    let conns = CONNECTIONS.lock().expect("connection registry poisoned");
+    conns
+        .get(&key(w))
+        .map(|e| (e.cancel.clone(), e.tls.clone()))
 }
 
 /// Pool hook before a connection is recycled: a tainted one is dropped

@@ -15,7 +15,6 @@ use axum::extract::{Path, State};
 use axum::Json;
 use deadpool_postgres::Object;
 use serde::Deserialize;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::IntoParams;
@@ -88,14 +87,16 @@ impl JobRunner {
             {
                 tracing::warn!(job = id, error = %e, "could not lift the request limits");
             }
-            let cancel_query = client.cancel_token();
+            let cancel_query = super::inflight::canceller(&client);
             let mut quiet = |_: &ops::Progress| {};
             let outcome = tokio::select! {
                 r = running.execute(&mut client, &mut quiet) => r,
                 _ = cancel.cancelled() => {
                     // Stop the statement on the server too, so that the
                     // outcome below is not queued behind it.
-                    let _ = cancel_query.cancel_query(NoTls).await;
+                    if let Some((token, tls)) = cancel_query {
+                        let _ = super::inflight::cancel(&token, tls).await;
+                    }
                     Err(OpError::Failed(SHUTDOWN_REASON.to_string()))
                 }
             };

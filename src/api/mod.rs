@@ -48,6 +48,7 @@ pub use error::{AppError, ErrorBody, RowError};
 pub use events::{Event, RequestContext, SecurityEvents};
 pub use jobs::{JobRunner, SHUTDOWN_REASON};
 pub use metrics::Metrics;
+pub use server::tls_config;
 pub use tokens::{Principal, Role, TokenInfo};
 
 use crate::config::Config;
@@ -79,9 +80,18 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// A kept-alive connection is closed (gracefully) after this long.
     pub max_connection_age: Duration,
+    /// HTTPS with this certificate (`serve --tls-cert/--tls-key`); plain
+    /// HTTP when `None`. See [`ServeOptions::tls_on`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServeOptions {
+    /// Whether clients reach this server over TLS: a cookie it sets must
+    /// then be `Secure`.
+    pub fn tls_on(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Startup options of every pooled session. RESET ALL (the pool's
     /// recycling) returns to these, so a handler cannot leave them lifted.
     /// `client_connection_check_interval` makes a backend notice a closed
@@ -113,6 +123,7 @@ impl Default for ServeOptions {
             // pool, the log and jobs.
             max_connections: 512,
             max_connection_age: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -164,11 +175,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, crate::db::DbError> {
 /// the request limits of `options` as session defaults.
 pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::DbError> {
     let size = options.pool_size;
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|source| crate::db::DbError::Connect {
-            target: crate::db::redact_url(url),
-            source,
-        })?;
+    let (mut config, tls) = crate::db::tls::parse(url)?;
     if config.get_application_name().is_none() {
         config.application_name("strata");
     }
@@ -180,9 +187,10 @@ pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::D
     // Clean, not Fast: a handler cut off by the request timeout may leave a
     // session setting behind (health sets lock_timeout); RESET ALL and
     // pg_advisory_unlock_all on the way back into the pool undo it.
+    let cancel_tls = tls.clone();
     let manager = Manager::from_config(
         config,
-        tokio_postgres::NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Clean,
         },
@@ -193,14 +201,15 @@ pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::D
         .wait_timeout(Some(options.pool_wait))
         .create_timeout(Some(Duration::from_secs(10)))
         .recycle_timeout(Some(Duration::from_secs(5)))
-        .post_create(deadpool_postgres::Hook::sync_fn(|w, _| {
-            inflight::checkout(w)
+        .post_create(deadpool_postgres::Hook::sync_fn({
+            let tls = cancel_tls.clone();
+            move |w, _| inflight::checkout(w, &tls)
         }))
         .pre_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
             inflight::before_recycle(w)
         }))
-        .post_recycle(deadpool_postgres::Hook::sync_fn(|w, _| {
-            inflight::checkout(w)
+        .post_recycle(deadpool_postgres::Hook::sync_fn(move |w, _| {
+            inflight::checkout(w, &cancel_tls)
         }))
         .build()
         .expect("the runtime is set, so building the pool cannot fail"))

@@ -1,10 +1,10 @@
 //! The scratch database: created on the target's server, recognised by a
 //! marker comment, never one that holds the user's data.
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use super::BenchError;
-use crate::db::{self, redact_url, DbError, Ident};
+use crate::db::{self, DbError, Ident};
 
 /// The comment that marks a database as strata's own bench database: only
 /// such a database is ever dropped and recreated.
@@ -14,6 +14,7 @@ pub struct Scratch {
     admin_url: String,
     name: Ident,
     config: Config,
+    tls: db::tls::Connector,
 }
 
 impl Scratch {
@@ -21,10 +22,7 @@ impl Scratch {
     /// name); refuses a database that is not strata's.
     pub async fn create(admin_url: &str, name: &str) -> Result<Scratch, BenchError> {
         let ident = Ident::new(name)?;
-        let mut config: Config = admin_url.parse().map_err(|source| DbError::Connect {
-            target: redact_url(admin_url),
-            source,
-        })?;
+        let (mut config, tls) = db::tls::parse(admin_url)?;
         let admin = db::connect(admin_url).await?;
         let current: String = admin
             .query_one("SELECT pg_catalog.current_database()::text", &[])
@@ -73,6 +71,7 @@ impl Scratch {
             admin_url: admin_url.to_string(),
             name: ident,
             config,
+            tls,
         })
     }
 
@@ -80,7 +79,7 @@ impl Scratch {
     pub async fn connect(&self) -> Result<Client, BenchError> {
         let (client, connection) =
             self.config
-                .connect(NoTls)
+                .connect(self.tls.clone())
                 .await
                 .map_err(|source| DbError::Connect {
                     target: format!("bench database {}", self.name.as_str()),

@@ -205,6 +205,12 @@ pub struct ServeArgs {
     /// several processes still run each occurrence once).
     #[arg(long)]
     pub no_scheduler: bool,
+    /// Serve HTTPS with this certificate (PEM, chain allowed); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,10 @@ use crate::{format, Error, Result};
 
 pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<()> {
     let bind = args.bind.clone().unwrap_or_else(|| config.api.bind.clone());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls_config(cert, key).map_err(Error::Usage)?),
+        _ => None,
+    };
     let options = ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         // No statement outlives its request, even if its cancel is lost.
@@ -19,6 +23,7 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         pool_size: args.pool_size,
         max_connections: args.max_connections.max(1),
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        tls,
         ..ServeOptions::default()
     };
     let pool = api::pool_with(&target.url, &options)?;
@@ -28,7 +33,8 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Failed(e.to_string()))?;
-    eprintln!("strata API listening on http://{addr} (ctrl-c or SIGTERM stops it)");
+    let scheme = if options.tls_on() { "https" } else { "http" };
+    eprintln!("strata API listening on {scheme}://{addr} (ctrl-c or SIGTERM stops it)");
     // One signal stops both the API and the scheduler.
     let stop = tokio_util::sync::CancellationToken::new();
     let on_signal = stop.clone();

@@ -5,13 +5,14 @@ mod blockers;
 mod ident;
 mod retry;
 mod sql;
+pub mod tls;
 
 pub use blockers::{blockers, describe as describe_blockers, Blocker};
 pub use ident::{literal, Ident, IdentError, QualifiedName, MAX_IDENT_BYTES};
 pub use retry::{is_lock_timeout, LockPolicy};
 pub use sql::{run_statements, DollarQuoted, Statement};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -29,6 +30,9 @@ pub enum DbError {
     },
     #[error(transparent)]
     Ident(#[from] IdentError),
+    /// A bad `sslmode` or `sslrootcert`: the user's input, not the server.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("{what} could not get its lock within {attempts} attempts of {timeout_ms} ms each: {detail}")]
     LockTimeout {
         what: String,
@@ -61,7 +65,7 @@ impl DbError {
             DbError::LockTimeout { .. } | DbError::Blocked { .. } => {
                 Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
             }
-            DbError::Ident(_) => None,
+            DbError::Ident(_) | DbError::Tls(_) => None,
         }
     }
 }
@@ -70,7 +74,7 @@ impl DbError {
 /// tokio-postgres's `Display` leaves out ("db error").
 pub fn server_message(e: &tokio_postgres::Error) -> String {
     let Some(d) = e.as_db_error() else {
-        return e.to_string();
+        return tls::describe_failure(e).unwrap_or_else(|| e.to_string());
     };
     let mut s = d.message().to_string();
     if let Some(detail) = d.detail() {
@@ -121,12 +125,29 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{rest}?{}", params.join("&"))
 }
 
-/// `key=value` pairs with the password's value replaced (libpq's syntax:
-/// values bare or in single quotes, backslash escapes). `None` when the
+/// `key=value` pairs with the password's value replaced. `None` when the
 /// text does not parse as pairs.
 fn redact_key_values(s: &str) -> Option<String> {
+    let pairs = key_value_pairs(s)?;
+    let shown: Vec<String> = pairs
+        .into_iter()
+        .map(|(key, value)| {
+            if key == "password" {
+                "password=***".to_string()
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect();
+    Some(shown.join(" "))
+}
+
+/// The pairs of a `key=value` connection string (libpq's syntax: values
+/// bare or in single quotes, backslash escapes), each value as written
+/// (quotes and escapes kept). `None` when the text does not parse as pairs.
+fn key_value_pairs(s: &str) -> Option<Vec<(&str, &str)>> {
     let b = s.as_bytes();
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut i = 0;
     let skip_ws = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_whitespace() {
@@ -166,15 +187,7 @@ fn redact_key_values(s: &str) -> Option<String> {
                 i += if b[i] == b'\\' { 2 } else { 1 };
             }
         }
-        let value = &s[value_start..i.min(b.len())];
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        if key == "password" {
-            out.push_str("password=***");
-        } else {
-            out.push_str(&format!("{key}={value}"));
-        }
+        out.push((key, s.get(value_start..i.min(b.len()))?));
     }
 }
 
@@ -207,14 +220,11 @@ pub fn session_defaults(config: &mut tokio_postgres::Config) {
 /// Opens one connection and drives it on the runtime, with
 /// [`session_defaults`].
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|source| DbError::Connect {
-        target: redact_url(url),
-        source,
-    })?;
+    let (mut config, tls) = tls::parse(url)?;
     let ours = config.get_application_name().is_none();
     session_defaults(&mut config);
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|source| DbError::Connect {
             target: redact_url(url),

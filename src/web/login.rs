@@ -32,10 +32,10 @@ struct LoginForm {
     token: String,
 }
 
-/// Whether cookies get `Secure`: `strata serve` speaks plain HTTP, so only
-/// when a request itself says it came over TLS (an `https` URI scheme).
-fn over_tls(uri: &axum::http::Uri) -> bool {
-    uri.scheme_str() == Some("https")
+/// Whether cookies get `Secure`: when `strata serve` speaks TLS itself
+/// (`--tls-cert`), or a request says it came over TLS (an `https` URI).
+fn over_tls(state: &AppState, uri: &axum::http::Uri) -> bool {
+    state.options.tls_on() || uri.scheme_str() == Some("https")
 }
 
 pub async fn form() -> Response {
@@ -109,7 +109,7 @@ pub async fn submit(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(header::SET_COOKIE, session::set_cookie(&id, over_tls(&uri)))],
+        [(header::SET_COOKIE, session::set_cookie(&id, over_tls(&state, &uri)))],
         Redirect::to("/"),
     )
         .into_response()
@@ -139,7 +139,7 @@ pub async fn logout(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(header::SET_COOKIE, session::clear_cookie(over_tls(&uri)))],
+        [(header::SET_COOKIE, session::clear_cookie(over_tls(&state, &uri)))],
         Redirect::to("/login"),
     )
         .into_response()
