@@ -11,6 +11,7 @@ mod maintenance;
 mod ops;
 mod partitions;
 mod report;
+mod rollup;
 mod schedule;
 mod serve;
 mod spec;
@@ -159,6 +160,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Rollups (continuous aggregates): install, refresh, list. Views never return stale numbers.
+    Rollup {
+        #[command(subcommand)]
+        action: RollupAction,
     },
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
@@ -353,6 +359,25 @@ pub enum IndexesAction {
     },
     /// Build what is missing: ON ONLY the parent, then CONCURRENTLY per partition and ATTACH.
     Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollupAction {
+    /// Create (or rebuild, when its definition changed) each declared rollup and the invalidation triggers.
+    Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Rematerialize invalidated ranges and finished buckets (installs missing rollups first).
+    Refresh {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Declared rollups with their watermark, size and pending invalidations.
+    List {
         #[arg(long)]
         table: Option<String>,
     },
@@ -723,6 +748,21 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
+        }
+        Command::Rollup { action } => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            match action {
+                RollupAction::Apply { table } => {
+                    rollup::apply(&target, &config, table.as_deref(), cli.json).await
+                }
+                RollupAction::Refresh { table } => {
+                    rollup::refresh(&target, &config, table.as_deref(), cli.json).await
+                }
+                RollupAction::List { table } => {
+                    rollup::list(&target, &config, table.as_deref(), cli.json).await
+                }
+            }
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

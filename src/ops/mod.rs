@@ -56,6 +56,15 @@ pub enum Op {
     ConfigApply {
         table: Option<String>,
     },
+    /// Install the table's declared rollups (storage, views, triggers).
+    RollupApply {
+        table: Option<String>,
+    },
+    /// Fold invalidated ranges and finished buckets into the rollups
+    /// (installing them first when needed).
+    RollupRefresh {
+        table: Option<String>,
+    },
 }
 
 impl Op {
@@ -69,6 +78,8 @@ impl Op {
             Op::Reindex { .. } => "reindex",
             Op::IndexesApply { .. } => "indexes_apply",
             Op::ConfigApply { .. } => "config_apply",
+            Op::RollupApply { .. } => "rollup_apply",
+            Op::RollupRefresh { .. } => "rollup_refresh",
         }
     }
 
@@ -81,6 +92,8 @@ impl Op {
         "reindex",
         "indexes_apply",
         "config_apply",
+        "rollup_apply",
+        "rollup_refresh",
     ];
 }
 
@@ -195,6 +208,16 @@ impl Running {
                 table::indexes_apply(client, &self.spec, &self.config, progress).await
             }
             (Op::ConfigApply { .. }, _) => spec::apply(client, &self.config, &self.spec).await,
+            (Op::RollupApply { .. }, _) => {
+                let out =
+                    crate::rollup::apply(client, &self.spec, &self.config.maintenance.lock).await?;
+                Ok(serde_json::to_value(out).expect("outcome serializes"))
+            }
+            (Op::RollupRefresh { .. }, _) => {
+                let out = crate::rollup::refresh(client, &self.spec, &self.config.maintenance.lock)
+                    .await?;
+                Ok(serde_json::to_value(out).expect("outcome serializes"))
+            }
             _ => Err(OpError::Failed("operation and target do not match".into())),
         }
     }
@@ -242,7 +265,9 @@ pub async fn begin(
         }
         Op::Maintain(MaintainOptions { table, .. })
         | Op::IndexesApply { table }
-        | Op::ConfigApply { table } => {
+        | Op::ConfigApply { table }
+        | Op::RollupApply { table }
+        | Op::RollupRefresh { table } => {
             // The quoted form (what adapters pass after resolving a name)
             // matches exactly; anything else is read as the user typed it.
             let spec = match config

@@ -39,6 +39,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("migrations/0004_search.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rollups",
+        sql: include_str!("migrations/0006_rollups.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";

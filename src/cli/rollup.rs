@@ -1,0 +1,129 @@
+//! `strata rollup apply|refresh|list`.
+
+use super::{print_json, Target};
+use crate::config::Config;
+use crate::ops::Op;
+use crate::{format, rollup, Result};
+
+/// Installs the declared rollups, as a job of the operations runtime.
+pub async fn apply(
+    target: &Target,
+    config: &Config,
+    table: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let spec = config.table(table)?;
+    let op = Op::RollupApply {
+        table: Some(spec.name.to_string()),
+    };
+    let (id, v) = super::ops::run(target, config, op, json).await?;
+    super::ops::done(json, id, &v, || {
+        let names = |k: &str| {
+            v[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "none".into())
+        };
+        format!(
+            "{}: rollups created {}, unchanged {}, dropped {}; {} trigger(s) created",
+            spec.name.display_unquoted(),
+            names("created"),
+            names("unchanged"),
+            names("dropped"),
+            v["triggers_created"].as_u64().unwrap_or(0)
+        )
+    })
+}
+
+/// Refreshes the table's rollups, as a job of the operations runtime.
+pub async fn refresh(
+    target: &Target,
+    config: &Config,
+    table: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let spec = config.table(table)?;
+    let op = Op::RollupRefresh {
+        table: Some(spec.name.to_string()),
+    };
+    let (id, v) = super::ops::run(target, config, op, json).await?;
+    if !json {
+        for r in v["rollups"].as_array().into_iter().flatten() {
+            println!(
+                "{}: {} range(s) and {} bucket(s) rematerialized ({} rows from {} base rows) in {} ms; watermark {}",
+                r["view"].as_str().unwrap_or(""),
+                r["ranges"],
+                r["buckets"],
+                r["rows_written"],
+                r["base_rows"],
+                r["millis"],
+                r["watermark_after"].as_str().unwrap_or("-infinity"),
+            );
+        }
+        if let Some(h) = v["held_back"].as_str() {
+            println!("watermarks held back: {h}");
+        }
+    }
+    super::ops::done(json, id, &v, || {
+        format!(
+            "{}: refreshed, {} invalidation(s) consumed",
+            spec.name.display_unquoted(),
+            v["invalidations_consumed"].as_u64().unwrap_or(0)
+        )
+    })
+}
+
+pub async fn list(target: &Target, config: &Config, table: Option<&str>, json: bool) -> Result<()> {
+    let specs = match table {
+        Some(t) => vec![config.table(Some(t))?.clone()],
+        None => config.tables.clone(),
+    };
+    let client = target.connect().await?;
+    let all = rollup::list(&client, &specs).await?;
+    if json {
+        return print_json(&all);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            vec![
+                r.view.clone(),
+                r.bucket.clone(),
+                r.dimensions.join(", "),
+                r.measures.join(", "),
+                if !r.installed {
+                    "not installed".into()
+                } else {
+                    r.watermark
+                        .map(|w| w.to_rfc3339())
+                        .unwrap_or_else(|| "-infinity".into())
+                },
+                format::count(r.rows as u64),
+                format::bytes(r.bytes as u64),
+                r.pending_invalidations.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &[
+                "view",
+                "bucket",
+                "dimensions",
+                "measures",
+                "watermark",
+                "rows",
+                "size",
+                "pending"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
