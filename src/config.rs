@@ -417,6 +417,9 @@ fn validate_rollups(
 pub struct MaintenanceConfig {
     pub schedule: String,
     pub vacuum_schedule: String,
+    /// When the rollups are refreshed (every few minutes: the views stay
+    /// exact regardless; a refresh keeps their live part small).
+    pub rollup_schedule: String,
     pub lock: LockPolicy,
     /// Rows per committed batch when moving rows out of the default partition.
     pub move_batch_rows: u64,
@@ -447,6 +450,8 @@ pub enum JobCommand {
     Reindex,
     /// A pg_stat_statements reading.
     Snapshot,
+    /// Refresh of the table's rollups.
+    RollupRefresh,
 }
 
 impl JobCommand {
@@ -456,6 +461,7 @@ impl JobCommand {
         ("analyze", JobCommand::Analyze),
         ("reindex", JobCommand::Reindex),
         ("snapshot", JobCommand::Snapshot),
+        ("rollup_refresh", JobCommand::RollupRefresh),
     ];
 
     pub fn name(self) -> &'static str {
@@ -483,6 +489,7 @@ impl Default for MaintenanceConfig {
         MaintenanceConfig {
             schedule: "0 2 * * *".into(),
             vacuum_schedule: "0 3 * * 0".into(),
+            rollup_schedule: "*/5 * * * *".into(),
             lock: LockPolicy::default(),
             move_batch_rows: 10_000,
             job_history: 1000,
@@ -646,6 +653,7 @@ struct RawTable {
 struct RawMaintenance {
     schedule: Option<String>,
     vacuum_schedule: Option<String>,
+    rollup_schedule: Option<String>,
     lock_timeout: Option<String>,
     retries: Option<i64>,
     move_batch_rows: Option<i64>,
@@ -1201,6 +1209,7 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
     for (key, value) in [
         ("maintenance.schedule", &m.schedule),
         ("maintenance.vacuum_schedule", &m.vacuum_schedule),
+        ("maintenance.rollup_schedule", &m.rollup_schedule),
     ] {
         if let Some(v) = value {
             crate::scheduler::cron::Schedule::parse(v, &timezone).map_err(|e| invalid(key, e))?;
@@ -1300,6 +1309,7 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
         move_batch_rows,
         schedule: m.schedule.unwrap_or(d.schedule),
         vacuum_schedule: m.vacuum_schedule.unwrap_or(d.vacuum_schedule),
+        rollup_schedule: m.rollup_schedule.unwrap_or(d.rollup_schedule),
         lock: LockPolicy {
             lock_timeout,
             attempts,

@@ -456,3 +456,41 @@ async fn refresh_and_list_from_the_command_line_are_jobs() {
         .get(0);
     assert_eq!(origin, "cli");
 }
+
+#[tokio::test]
+async fn retention_drops_keep_the_views_exact() {
+    let db = seeded(1_000).await;
+    let mut client = db.client().await;
+    refresh(&mut client, &config(None)).await;
+    let before = count_in(&client, "SELECT sum(count)::bigint FROM audit_logs_daily").await;
+    assert_eq!(before, 1_000);
+    let text = "[[table]]\nname = \"audit_logs\"\nstart = \"2025-01-01\"\nretention = \"12 months\"\nretention_mode = \"drop\"\n";
+    let cfg = config(Some(text));
+    run(&mut client, &cfg, Op::ConfigApply { table: None }).await;
+    run(
+        &mut client,
+        &cfg,
+        Op::Maintain(ops::MaintainOptions {
+            yes: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let left = count_in(&client, "SELECT count(*) FROM audit_logs").await;
+    assert!(
+        left < 1_000,
+        "retention dropped the loaded months ({left} rows left)"
+    );
+    assert_exact(&client, DEFAULT_VIEWS, "retention drops, before a refresh").await;
+    refresh(&mut client, &cfg).await;
+    assert_exact(&client, DEFAULT_VIEWS, "retention drops, after a refresh").await;
+    let stale = count_in(
+        &client,
+        "SELECT count(*) FROM strata.audit_logs_daily WHERE bucket < '2025-07-01'",
+    )
+    .await;
+    assert_eq!(
+        stale, 0,
+        "the dropped months' buckets are gone from storage"
+    );
+}

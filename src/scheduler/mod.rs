@@ -64,6 +64,11 @@ pub fn jobs(config: &Config) -> Vec<ScheduledJob> {
     let builtin = [
         ("maintain", &m.schedule, JobCommand::Maintain),
         ("vacuum", &m.vacuum_schedule, JobCommand::Vacuum),
+        (
+            "rollup_refresh",
+            &m.rollup_schedule,
+            JobCommand::RollupRefresh,
+        ),
     ]
     .into_iter()
     .map(|(name, schedule, command)| JobSpec {
@@ -212,6 +217,9 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             scope: AnalyzeScope::Changed,
         },
         JobCommand::Reindex => ops::Op::Reindex { target },
+        JobCommand::RollupRefresh => ops::Op::RollupRefresh {
+            table: Some(target),
+        },
     }
 }
 
