@@ -494,3 +494,90 @@ async fn retention_drops_keep_the_views_exact() {
         "the dropped months' buckets are gone from storage"
     );
 }
+
+#[tokio::test]
+async fn summary_reads_the_rollup_and_agrees_with_the_table() {
+    let db = seeded(3_000).await;
+    let client = db.client().await;
+    let table = QualifiedName::new("public", "audit_logs").unwrap();
+    let from = "2025-02-01T00:00:00Z".parse().unwrap();
+    let to = "2025-05-01T00:00:00Z".parse().unwrap();
+    // Before any rollup exists the table answers.
+    let (base, source) = strata::rollup::severity_counts(&client, &table, from, to, "day")
+        .await
+        .unwrap();
+    assert_eq!(source, strata::rollup::Source::Base);
+    let out = strata(&db, &["rollup", "refresh"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A late row, not yet refreshed, is in the rollup's answer too.
+    client
+        .batch_execute("INSERT INTO audit_logs (user_id, action, severity, created_at) VALUES (3, 'late', 'error', '2025-03-03 03:03+00')")
+        .await
+        .unwrap();
+    let (_, base_total) = {
+        let r: i64 = client
+            .query_one("SELECT count(*) FROM audit_logs WHERE created_at >= '2025-02-01' AND created_at < '2025-05-01'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        ((), r)
+    };
+    assert_eq!(base.iter().map(|r| r.count).sum::<i64>() + 1, base_total);
+    for unit in ["day", "month", "hour"] {
+        let (rolled, source) = strata::rollup::severity_counts(&client, &table, from, to, unit)
+            .await
+            .unwrap();
+        let expected = if unit == "hour" {
+            "public.audit_logs_hourly"
+        } else {
+            "public.audit_logs_daily"
+        };
+        assert_eq!(
+            source,
+            strata::rollup::Source::Rollup(expected.into()),
+            "{unit}"
+        );
+        let raw: Vec<(chrono::DateTime<chrono::Utc>, String, i64)> = client
+            .query(
+                "SELECT date_trunc($1, created_at, 'UTC'), coalesce(severity, 'none'), count(*) FROM audit_logs
+                  WHERE created_at >= '2025-02-01' AND created_at < '2025-05-01' GROUP BY 1, 2 ORDER BY 1, 2",
+                &[&unit],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let got: Vec<_> = rolled
+            .iter()
+            .map(|r| (r.start, r.severity.clone(), r.count))
+            .collect();
+        assert_eq!(got, raw, "{unit}");
+    }
+    // A range off the day boundaries is served by the hourly rollup.
+    let odd = "2025-02-01T05:00:00Z".parse().unwrap();
+    let (_, source) = strata::rollup::severity_counts(&client, &table, odd, to, "day")
+        .await
+        .unwrap();
+    assert_eq!(
+        source,
+        strata::rollup::Source::Rollup("public.audit_logs_hourly".into())
+    );
+    let out = strata(
+        &db,
+        &[
+            "summary",
+            "--from",
+            "2025-02-01",
+            "--to",
+            "2025-05-01",
+            "--bucket",
+            "month",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"], base_total, "{v}");
+    assert_eq!(v["read_from"]["source"], "rollup", "{v}");
+}

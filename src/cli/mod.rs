@@ -166,6 +166,8 @@ pub enum Command {
         #[command(subcommand)]
         action: RollupAction,
     },
+    /// Rows per time bucket and severity, read from a rollup view (exact) when one answers the range.
+    Summary(SummaryArgs),
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
     /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
@@ -362,6 +364,21 @@ pub enum IndexesAction {
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Start, inclusive (default: 30 days before --to).
+    #[arg(long, value_parser = parse_when)]
+    pub from: Option<DateTime<Utc>>,
+    /// End, exclusive (default: the end of today, UTC).
+    #[arg(long, value_parser = parse_when)]
+    pub to: Option<DateTime<Utc>>,
+    /// hour, day or month (UTC).
+    #[arg(long, default_value = "day", value_parser = ["hour", "day", "month"])]
+    pub bucket: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -763,6 +780,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
                     rollup::list(&target, &config, table.as_deref(), cli.json).await
                 }
             }
+        }
+        Command::Summary(args) => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            rollup::summary(&target, &config, args, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

@@ -18,6 +18,7 @@ mod invalidate;
 mod layout;
 mod list;
 mod refresh;
+mod summary;
 mod triggers;
 mod view;
 
@@ -26,3 +27,4 @@ pub use invalidate::invalidate_range;
 pub use layout::Layout;
 pub use list::{list, RollupStatus};
 pub use refresh::{refresh, RefreshOutcome, RollupRefreshed};
+pub use summary::{severity_counts, SeverityCount, Source};
