@@ -168,6 +168,8 @@ pub enum Command {
     },
     /// Rows per time bucket and severity, read from a rollup view (exact) when one answers the range.
     Summary(SummaryArgs),
+    /// A user's newest audit rows (newest first), walking partitions newest to oldest.
+    Events(EventsArgs),
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
     /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
@@ -364,6 +366,20 @@ pub enum IndexesAction {
         #[arg(long)]
         table: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long)]
+    pub user_id: i64,
+    /// Rows per page (1..=1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// The `more: --cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -785,6 +801,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             rollup::summary(&target, &config, args, cli.json).await
+        }
+        Command::Events(args) => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            rollup::events(&target, &config, args, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

@@ -178,3 +178,63 @@ pub async fn summary(
     }
     Ok(())
 }
+
+/// `strata events --user-id N`: the user's newest rows, partitions walked
+/// newest to oldest.
+pub async fn events(
+    target: &Target,
+    config: &Config,
+    args: &super::EventsArgs,
+    json: bool,
+) -> Result<()> {
+    use crate::api::audit_query::Cursor;
+    let spec = config.table(args.table.as_deref())?;
+    if !(1..=1000).contains(&args.limit) {
+        return Err(crate::Error::Usage(
+            "--limit must be between 1 and 1000".into(),
+        ));
+    }
+    let after = match &args.cursor {
+        None => None,
+        Some(c) => Some(
+            Cursor::decode(c)
+                .ok_or_else(|| crate::Error::Usage("--cursor is not one strata gave out".into()))?,
+        ),
+    };
+    let client = target.connect().await?;
+    let (rows, next) = crate::api::user_walk::newest_for_user(
+        &client,
+        &spec.name,
+        args.user_id,
+        after,
+        args.limit,
+    )
+    .await?;
+    let next = next.map(|c| c.encode());
+    if json {
+        return print_json(&serde_json::json!({"items": rows, "next_cursor": next}));
+    }
+    let shown: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.created_at.to_rfc3339(),
+                r.id.to_string(),
+                r.action.clone(),
+                r.severity.clone().unwrap_or_default(),
+                r.status.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &["created_at", "id", "action", "severity", "status"],
+            &shown
+        )
+    );
+    if let Some(c) = next {
+        println!("more: --cursor {c}");
+    }
+    Ok(())
+}
