@@ -48,7 +48,7 @@ async fn partitions(client: &Client, table: &QualifiedName) -> Result<Vec<Part>,
         out.push((name, lower));
     }
     // Some(Some(newest)) ... Some(None) (MINVALUE), then None.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|p| std::cmp::Reverse(p.1));
     Ok(out)
 }
 
@@ -131,7 +131,7 @@ pub async fn newest_for_user(
             None => rows.extend(page_of(client, rel, user_id, after, want).await?),
         }
     }
-    rows.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    rows.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
     let more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
     let next = if more {
