@@ -41,6 +41,11 @@ pub enum Op {
         target: String,
         analyze: bool,
     },
+    /// VACUUM (ANALYZE) of only the partitions that need it (the scheduled
+    /// vacuum).
+    VacuumNeeded {
+        target: String,
+    },
     Analyze {
         target: String,
         scope: AnalyzeScope,
@@ -73,7 +78,7 @@ impl Op {
         match self {
             Op::Maintain(o) if o.create_only => "partitions_create",
             Op::Maintain(_) => "maintain",
-            Op::Vacuum { .. } => "vacuum",
+            Op::Vacuum { .. } | Op::VacuumNeeded { .. } => "vacuum",
             Op::Analyze { .. } => "analyze",
             Op::Reindex { .. } => "reindex",
             Op::IndexesApply { .. } => "indexes_apply",
@@ -192,6 +197,9 @@ impl Running {
                 )
                 .await
             }
+            (Op::VacuumNeeded { .. }, Target::Relation(t)) => {
+                table::run(client, t, TableOperation::VacuumNeeded, progress).await
+            }
             (Op::Analyze { scope, .. }, Target::Relation(t)) => {
                 table::run(
                     client,
@@ -258,7 +266,10 @@ pub async fn begin(
         config.tables = spec::effective_specs(client, &config).await?;
     }
     let (spec, target, shown) = match &op {
-        Op::Vacuum { target, .. } | Op::Analyze { target, .. } | Op::Reindex { target } => {
+        Op::Vacuum { target, .. }
+        | Op::VacuumNeeded { target }
+        | Op::Analyze { target, .. }
+        | Op::Reindex { target } => {
             let t = crate::maintenance::resolve(client, &config.tables, target).await?;
             let shown = t.relation.display_unquoted();
             (t.spec.clone(), Target::Relation(Box::new(t)), shown)

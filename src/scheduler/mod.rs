@@ -208,10 +208,9 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             table: Some(target),
             ..Default::default()
         }),
-        JobCommand::Vacuum => ops::Op::Vacuum {
-            target,
-            analyze: true,
-        },
+        // Partitions with nothing to clean are not visited (closed months
+        // of an append-mostly table, most of them).
+        JobCommand::Vacuum => ops::Op::VacuumNeeded { target },
         JobCommand::Analyze => ops::Op::Analyze {
             target,
             scope: AnalyzeScope::Changed,
