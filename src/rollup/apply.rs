@@ -217,6 +217,21 @@ async fn install(
         create(&tx, l).await?;
         out.created.push(l.spec.name.as_str().to_string());
     }
+    if layouts.is_empty() {
+        // Nobody would consume the log: stop writing it.
+        tx.execute(
+            "UPDATE strata.rollup_tables SET threshold = '-infinity' WHERE schema_name = $1 AND table_name = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(q("lowering the invalidation threshold"))?;
+        tx.execute(
+            "DELETE FROM strata.rollup_invalidations WHERE schema_name = $1 AND table_name = $2",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(q("clearing the invalidation log"))?;
+    }
     tx.commit().await.map_err(q("committing the rollups"))?;
     Ok(out)
 }
