@@ -195,8 +195,11 @@ async fn install(
             .map_err(DbError::from)?;
         let storage = crate::db::QualifiedName::new("strata", &row.get::<_, String>(2))
             .map_err(DbError::from)?;
+        let live =
+            crate::db::QualifiedName::new("strata", &format!("{}_live", row.get::<_, String>(2)))
+                .map_err(DbError::from)?;
         tx.batch_execute(&format!(
-            "DROP VIEW IF EXISTS {view}; DROP TABLE IF EXISTS {storage}"
+            "DROP VIEW IF EXISTS {view}; DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage}"
         ))
         .await
         .map_err(q("dropping a rollup"))?;
@@ -243,8 +246,9 @@ async fn create(tx: &tokio_postgres::Transaction<'_>, l: &Layout) -> Result<(), 
     } else {
         format!("bucket, {}", l.dims_bare())
     };
+    let live = view::live_function(l).map_err(DbError::from)?;
     tx.batch_execute(&format!(
-        "DROP VIEW IF EXISTS {view}; DROP TABLE IF EXISTS {storage};
+        "DROP VIEW IF EXISTS {view}; DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage};
          CREATE TABLE {storage} AS {agg} WITH NO DATA;
          CREATE UNIQUE INDEX ON {storage} ({key}) NULLS NOT DISTINCT;",
         view = l.view,
@@ -268,7 +272,9 @@ async fn create(tx: &tokio_postgres::Transaction<'_>, l: &Layout) -> Result<(), 
     )
     .await
     .map_err(DbError::query(ctx.clone()))?;
-    tx.batch_execute(&view::create(l))
+    let live_sql = view::create_live(l).map_err(DbError::from)?;
+    let view_sql = view::create(l).map_err(DbError::from)?;
+    tx.batch_execute(&format!("{live_sql}; {view_sql}"))
         .await
         .map_err(DbError::query(ctx))?;
     Ok(())
