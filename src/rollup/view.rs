@@ -41,24 +41,39 @@ fn ranges_sql(l: &Layout) -> String {
 }
 
 /// `CREATE FUNCTION` text of the live part: base rows at or above the
-/// watermark (older partitions pruned at execution time) and base rows in
-/// the pending ranges below it.
+/// watermark, and base rows in the pending ranges below it (only queried
+/// when a range is pending).
 ///
 /// A function, not part of the view's query, because the planner cannot
-/// know the watermark or the pending ranges when it plans: it estimates a
-/// third of the table, which alone passes `jit_above_cost` and costs half a
-/// second of JIT compilation on a query that reads a handful of rows
-/// (measured at 1M rows). Declared `ROWS 100` with JIT off, it plans as
-/// what it is in steady state: the current bucket and a few late ranges.
+/// know the watermark or the pending ranges when it plans the view: it
+/// estimated a third of the table, which alone passed `jit_above_cost`
+/// (half a second and more of JIT compilation per read, measured at 1M
+/// rows), and planned every partition. In plpgsql the watermark is a value
+/// by the time the tail query is planned, so the partitions below it are
+/// pruned at plan time, and the plan is cached per session. STABLE: every
+/// statement sees the caller's snapshot, the same as the view's other part.
 pub fn create_live(l: &Layout) -> Result<String, crate::db::IdentError> {
     let time = l.time();
+    let (schema, table, name) = (
+        literal(l.table.schema.as_str()),
+        literal(l.table.name.as_str()),
+        literal(l.spec.name.as_str()),
+    );
     let body = format!(
-        "WITH {ranges}
-{tail}
-UNION ALL
-{invalidated}",
+        "DECLARE
+    _strata_watermark timestamptz;
+BEGIN
+    SELECT r.watermark INTO _strata_watermark FROM strata.rollups r
+     WHERE r.schema_name = {schema} AND r.table_name = {table} AND r.name = {name};
+    RETURN QUERY {tail};
+    IF EXISTS (SELECT 1 FROM strata.rollup_invalidations i
+                WHERE i.schema_name = {schema} AND i.table_name = {table}) THEN
+        RETURN QUERY WITH {ranges} {invalidated};
+    END IF;
+    RETURN;
+END",
         ranges = ranges_sql(l),
-        tail = l.aggregate(&l.base(), &format!("{time} >= (SELECT watermark FROM w)")),
+        tail = l.aggregate(&l.base(), &format!("{time} >= _strata_watermark")),
         invalidated = l.aggregate(
             &format!(
                 "merged g JOIN {} ON {time} >= g.lo AND {time} < g.hi",
@@ -68,7 +83,7 @@ UNION ALL
         ),
     );
     Ok(format!(
-        "CREATE FUNCTION {f}() RETURNS SETOF {storage} LANGUAGE sql STABLE ROWS 100
+        "CREATE FUNCTION {f}() RETURNS SETOF {storage} LANGUAGE plpgsql STABLE ROWS 100
          SET jit = off SET search_path = pg_catalog, pg_temp AS {body}",
         f = live_function(l)?,
         storage = l.storage,
