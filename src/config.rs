@@ -181,6 +181,10 @@ pub struct TableSpec {
     /// detach; `None` keeps them until someone drops them.
     #[serde(default)]
     pub detached_drop_after: Option<Retention>,
+    /// Continuous aggregates of the table (`[[table.rollups]]`); a spec
+    /// stored before rollups existed reads as the defaults.
+    #[serde(default = "RollupSpec::defaults")]
+    pub rollups: Vec<RollupSpec>,
 }
 
 pub const DEFAULT_MAX_NEW_PARTITIONS: u32 = 48;
@@ -225,14 +229,197 @@ impl TableSpec {
             details_opclass: GinOpclass::JsonbPathOps,
             max_new_partitions: DEFAULT_MAX_NEW_PARTITIONS,
             detached_drop_after: None,
+            rollups: RollupSpec::defaults(),
         }
     }
+}
+
+// ---- rollups (`[[table.rollups]]`) ----------------------------------------
+
+/// The time bucket of a rollup, in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    /// The `date_trunc` field name (a keyword from this enum, never input).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
+    pub fn interval(self) -> &'static str {
+        match self {
+            Bucket::Hour => "1 hour",
+            Bucket::Day => "1 day",
+        }
+    }
+}
+
+/// What a rollup stores per bucket and dimension values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    Count,
+    /// `distinct user_id`: an hll sketch, so approximate (needs the `hll`
+    /// extension).
+    DistinctUserId,
+}
+
+/// One continuous aggregate of a managed table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RollupSpec {
+    pub name: Ident,
+    pub bucket: Bucket,
+    pub dimensions: Vec<Ident>,
+    pub measures: Vec<Measure>,
+}
+
+/// Rollup names become part of relation names (`<table>_<name>`), so they
+/// stay short and plain.
+const MAX_ROLLUP_NAME: usize = 30;
+
+impl RollupSpec {
+    /// What `summary`, `/audit-logs/summary` and the report read out of the
+    /// box: counts by hour (severity, action) and by day (severity, status).
+    /// Counts only, so the defaults never need an extension.
+    pub fn defaults() -> Vec<RollupSpec> {
+        let id = |s: &str| Ident::new(s).expect("static name");
+        vec![
+            RollupSpec {
+                name: id("hourly"),
+                bucket: Bucket::Hour,
+                dimensions: vec![id("severity"), id("action")],
+                measures: vec![Measure::Count],
+            },
+            RollupSpec {
+                name: id("daily"),
+                bucket: Bucket::Day,
+                dimensions: vec![id("severity"), id("status")],
+                measures: vec![Measure::Count],
+            },
+        ]
+    }
+
+    pub fn has(&self, m: Measure) -> bool {
+        self.measures.contains(&m)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollup {
+    name: Option<String>,
+    bucket: Option<String>,
+    dimensions: Option<Vec<String>>,
+    measures: Option<Vec<String>>,
+}
+
+fn validate_rollups(
+    raw: Option<Vec<RawRollup>>,
+    time_column: &Ident,
+    i: usize,
+) -> Result<Vec<RollupSpec>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(RollupSpec::defaults());
+    };
+    let mut out: Vec<RollupSpec> = Vec::with_capacity(raw.len());
+    for (j, r) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("table[{i}].rollups[{j}].{k}");
+        let name = r
+            .name
+            .ok_or_else(|| invalid(key("name"), "a rollup needs a name, e.g. \"hourly\""))?;
+        let plain = !name.is_empty()
+            && name.len() <= MAX_ROLLUP_NAME
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(invalid(
+                key("name"),
+                format!("{name:?} is not a rollup name; expected lowercase letters, digits and _ (at most {MAX_ROLLUP_NAME}), starting with a letter"),
+            ));
+        }
+        if out.iter().any(|o| o.name.as_str() == name) {
+            return Err(invalid(key("name"), format!("{name:?} is declared twice")));
+        }
+        let bucket = match r.bucket.as_deref().map(normalize).as_deref() {
+            Some("hour") => Bucket::Hour,
+            Some("day") => Bucket::Day,
+            other => {
+                return Err(invalid(
+                    key("bucket"),
+                    format!(
+                        "{} is not a bucket; accepted: \"hour\", \"day\"",
+                        other.map_or("nothing".into(), |o| format!("{o:?}"))
+                    ),
+                ))
+            }
+        };
+        let mut dimensions: Vec<Ident> = Vec::new();
+        for d in r.dimensions.unwrap_or_default() {
+            let d = Ident::new(d.trim()).map_err(|e| invalid(key("dimensions"), e.to_string()))?;
+            if d == *time_column {
+                return Err(invalid(
+                    key("dimensions"),
+                    format!(
+                        "{} is the time column; the bucket already groups by it",
+                        d.as_str()
+                    ),
+                ));
+            }
+            if dimensions.contains(&d) {
+                return Err(invalid(
+                    key("dimensions"),
+                    format!("{} is listed twice", d.as_str()),
+                ));
+            }
+            dimensions.push(d);
+        }
+        let mut measures = Vec::new();
+        for m in r.measures.unwrap_or_else(|| vec!["count".into()]) {
+            let m = match normalize(&m).as_str() {
+                "count" => Measure::Count,
+                "distinct user_id" => Measure::DistinctUserId,
+                other => {
+                    return Err(invalid(
+                        key("measures"),
+                        format!("{other:?} is not a measure; accepted: \"count\", \"distinct user_id\" (needs the hll extension)"),
+                    ))
+                }
+            };
+            if !measures.contains(&m) {
+                measures.push(m);
+            }
+        }
+        // The view and the refresh always keep the count: it is what makes a
+        // bucket's presence exact.
+        if !measures.contains(&Measure::Count) {
+            measures.insert(0, Measure::Count);
+        }
+        out.push(RollupSpec {
+            name: Ident::new(name).expect("checked above"),
+            bucket,
+            dimensions,
+            measures,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MaintenanceConfig {
     pub schedule: String,
     pub vacuum_schedule: String,
+    /// When the rollups are refreshed (every few minutes: the views stay
+    /// exact regardless; a refresh keeps their live part small).
+    pub rollup_schedule: String,
     pub lock: LockPolicy,
     /// Rows per committed batch when moving rows out of the default partition.
     pub move_batch_rows: u64,
@@ -267,6 +454,8 @@ pub enum JobCommand {
     Seal,
     /// Verify every seal (`strata seal verify`).
     SealVerify,
+    /// Refresh of the table's rollups.
+    RollupRefresh,
 }
 
 impl JobCommand {
@@ -278,6 +467,7 @@ impl JobCommand {
         ("snapshot", JobCommand::Snapshot),
         ("seal", JobCommand::Seal),
         ("seal_verify", JobCommand::SealVerify),
+        ("rollup_refresh", JobCommand::RollupRefresh),
     ];
 
     pub fn name(self) -> &'static str {
@@ -305,6 +495,7 @@ impl Default for MaintenanceConfig {
         MaintenanceConfig {
             schedule: "0 2 * * *".into(),
             vacuum_schedule: "0 3 * * 0".into(),
+            rollup_schedule: "*/5 * * * *".into(),
             lock: LockPolicy::default(),
             move_batch_rows: 10_000,
             job_history: 1000,
@@ -530,6 +721,7 @@ struct RawTable {
     details_opclass: Option<String>,
     max_new_partitions: Option<i64>,
     detached_drop_after: Option<String>,
+    rollups: Option<Vec<RawRollup>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -537,6 +729,7 @@ struct RawTable {
 struct RawMaintenance {
     schedule: Option<String>,
     vacuum_schedule: Option<String>,
+    rollup_schedule: Option<String>,
     lock_timeout: Option<String>,
     retries: Option<i64>,
     move_batch_rows: Option<i64>,
@@ -1021,10 +1214,12 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
             )
         })?,
     };
+    let rollups = validate_rollups(t.rollups, &time_column, i)?;
     Ok(TableSpec {
         details_opclass,
         max_new_partitions,
         detached_drop_after,
+        rollups,
         name,
         time_column,
         interval,
@@ -1099,6 +1294,7 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
     for (key, value) in [
         ("maintenance.schedule", &m.schedule),
         ("maintenance.vacuum_schedule", &m.vacuum_schedule),
+        ("maintenance.rollup_schedule", &m.rollup_schedule),
     ] {
         if let Some(v) = value {
             crate::scheduler::cron::Schedule::parse(v, &timezone).map_err(|e| invalid(key, e))?;
@@ -1198,6 +1394,7 @@ fn validate_maintenance(m: RawMaintenance) -> Result<MaintenanceConfig, ConfigEr
         move_batch_rows,
         schedule: m.schedule.unwrap_or(d.schedule),
         vacuum_schedule: m.vacuum_schedule.unwrap_or(d.vacuum_schedule),
+        rollup_schedule: m.rollup_schedule.unwrap_or(d.rollup_schedule),
         lock: LockPolicy {
             lock_timeout,
             attempts,

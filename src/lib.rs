@@ -23,6 +23,7 @@ pub mod ops;
 pub mod partition;
 pub mod progress;
 pub mod report;
+pub mod rollup;
 pub mod scheduler;
 pub mod schema;
 pub mod seal;

@@ -245,10 +245,10 @@ fn span(from: &str, to: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Start, inclusive (RFC 3339 or YYYY-MM-DD). Required.
-    from: String,
-    /// End, exclusive. Required; at most 366 days after `from`.
-    to: String,
+    /// Start, inclusive (RFC 3339 or YYYY-MM-DD). Required, except with `user_id` alone.
+    from: Option<String>,
+    /// End, exclusive. Required (except with `user_id` alone); at most 366 days after `from`.
+    to: Option<String>,
     user_id: Option<i64>,
     action: Option<String>,
     severity: Option<String>,
@@ -284,7 +284,6 @@ async fn list(
     State(state): State<AppState>,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Page>> {
-    let (from, to) = span(&p.from, &p.to)?;
     no_nul(&[
         ("action", &p.action),
         ("severity", &p.severity),
@@ -294,6 +293,18 @@ async fn list(
         ("cursor", &p.cursor),
     ])?;
     let limit = p.limit.unwrap_or(100);
+    if let (None, None) = (&p.from, &p.to) {
+        return newest_for_user(&state, &p, limit).await;
+    }
+    let (from, to) = match (&p.from, &p.to) {
+        (Some(f), Some(t)) => span(f, t)?,
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "from and to are required (or neither, with user_id alone)",
+            ))
+        }
+    };
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::bad_request(
             "invalid_query",
@@ -331,6 +342,45 @@ async fn list(
     };
     let client = state.pool.get().await?;
     let (items, next) = audit_query::list(&client, state.table(), &filter, after, limit).await?;
+    Ok(Json(Page {
+        items,
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+/// `user_id` alone, no time range: partitions walked newest to oldest
+/// (`user_walk`), the cursor carrying on across them.
+async fn newest_for_user(state: &AppState, p: &ListParams, limit: i64) -> ApiResult<Json<Page>> {
+    let only_user = p.action.is_none()
+        && p.severity.is_none()
+        && p.resource_type.is_none()
+        && p.resource_id.is_none()
+        && p.details.is_none()
+        && p.q.is_none();
+    let user_id = match (p.user_id, only_user) {
+        (Some(u), true) => u,
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "from and to are required, except with user_id and no other filter",
+            ))
+        }
+    };
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            AppError::bad_request("invalid_query", "cursor is not one this server gave out")
+        })?),
+    };
+    let client = state.pool.get().await?;
+    let (items, next) =
+        super::user_walk::newest_for_user(&client, state.table(), user_id, after, limit).await?;
     Ok(Json(Page {
         items,
         next_cursor: next.map(|c| c.encode()),

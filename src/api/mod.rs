@@ -24,6 +24,7 @@ mod server;
 mod stats;
 mod system;
 pub mod tokens;
+pub mod user_walk;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

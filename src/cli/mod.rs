@@ -11,6 +11,7 @@ mod maintenance;
 mod ops;
 mod partitions;
 mod report;
+mod rollup;
 mod schedule;
 mod seal;
 mod serve;
@@ -175,6 +176,15 @@ pub enum Command {
         #[command(subcommand)]
         action: seal::SealAction,
     },
+    /// Rollups (continuous aggregates): install, refresh, list. Views never return stale numbers.
+    Rollup {
+        #[command(subcommand)]
+        action: RollupAction,
+    },
+    /// Rows per time bucket and severity, read from a rollup view (exact) when one answers the range.
+    Summary(SummaryArgs),
+    /// A user's newest audit rows (newest first), walking partitions newest to oldest.
+    Events(EventsArgs),
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
     /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
@@ -374,6 +384,54 @@ pub enum IndexesAction {
     },
     /// Build what is missing: ON ONLY the parent, then CONCURRENTLY per partition and ATTACH.
     Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long)]
+    pub user_id: i64,
+    /// Rows per page (1..=1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// The `more: --cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Start, inclusive (default: 30 days before --to).
+    #[arg(long, value_parser = parse_when)]
+    pub from: Option<DateTime<Utc>>,
+    /// End, exclusive (default: the end of today, UTC).
+    #[arg(long, value_parser = parse_when)]
+    pub to: Option<DateTime<Utc>>,
+    /// hour, day or month (UTC).
+    #[arg(long, default_value = "day", value_parser = ["hour", "day", "month"])]
+    pub bucket: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollupAction {
+    /// Create (or rebuild, when its definition changed) each declared rollup and the invalidation triggers.
+    Apply {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Rematerialize invalidated ranges and finished buckets (installs missing rollups first).
+    Refresh {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Declared rollups with their watermark, size and pending invalidations.
+    List {
         #[arg(long)]
         table: Option<String>,
     },
@@ -756,6 +814,31 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             seal::run(Some(&target), &config, action, cli.json).await
+        }
+        Command::Rollup { action } => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            match action {
+                RollupAction::Apply { table } => {
+                    rollup::apply(&target, &config, table.as_deref(), cli.json).await
+                }
+                RollupAction::Refresh { table } => {
+                    rollup::refresh(&target, &config, table.as_deref(), cli.json).await
+                }
+                RollupAction::List { table } => {
+                    rollup::list(&target, &config, table.as_deref(), cli.json).await
+                }
+            }
+        }
+        Command::Summary(args) => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            rollup::summary(&target, &config, args, cli.json).await
+        }
+        Command::Events(args) => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            rollup::events(&target, &config, args, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

@@ -8,6 +8,7 @@
 //! CONCURRENTLY, and `VACUUM FULL` is never used.
 
 mod resolve;
+mod vacuum_needed;
 
 pub use resolve::{resolve, MaintenanceTarget};
 
@@ -425,8 +426,15 @@ async fn analyze_parent(
 /// the scheduler run it.
 #[derive(Clone, Copy, Debug)]
 pub enum Operation {
-    Vacuum { analyze: bool },
-    Analyze { scope: AnalyzeScope },
+    Vacuum {
+        analyze: bool,
+    },
+    /// The scheduled vacuum: only partitions with dead tuples or an old
+    /// relfrozenxid.
+    VacuumNeeded,
+    Analyze {
+        scope: AnalyzeScope,
+    },
     Reindex,
 }
 
@@ -434,7 +442,7 @@ impl Operation {
     /// The job kind recorded in `strata.jobs`.
     pub fn kind(self) -> &'static str {
         match self {
-            Operation::Vacuum { .. } => "vacuum",
+            Operation::Vacuum { .. } | Operation::VacuumNeeded => "vacuum",
             Operation::Analyze { .. } => "analyze",
             Operation::Reindex => "reindex",
         }
@@ -448,6 +456,7 @@ impl Operation {
     ) -> Result<Outcome, MaintenanceError> {
         match self {
             Operation::Vacuum { analyze } => vacuum(client, target, analyze, progress).await,
+            Operation::VacuumNeeded => vacuum_needed::vacuum_needed(client, target, progress).await,
             Operation::Analyze { scope } => analyze(client, target, scope, progress).await,
             Operation::Reindex => reindex(client, target, progress).await,
         }

@@ -41,6 +41,11 @@ pub enum Op {
         target: String,
         analyze: bool,
     },
+    /// VACUUM (ANALYZE) of only the partitions that need it (the scheduled
+    /// vacuum).
+    VacuumNeeded {
+        target: String,
+    },
     Analyze {
         target: String,
         scope: AnalyzeScope,
@@ -56,6 +61,15 @@ pub enum Op {
     ConfigApply {
         table: Option<String>,
     },
+    /// Install the table's declared rollups (storage, views, triggers).
+    RollupApply {
+        table: Option<String>,
+    },
+    /// Fold invalidated ranges and finished buckets into the rollups
+    /// (installing them first when needed).
+    RollupRefresh {
+        table: Option<String>,
+    },
     /// Sealed months: seal, verify, export a receipt, prove a row.
     Seal(crate::seal::SealOp),
 }
@@ -66,11 +80,13 @@ impl Op {
         match self {
             Op::Maintain(o) if o.create_only => "partitions_create",
             Op::Maintain(_) => "maintain",
-            Op::Vacuum { .. } => "vacuum",
+            Op::Vacuum { .. } | Op::VacuumNeeded { .. } => "vacuum",
             Op::Analyze { .. } => "analyze",
             Op::Reindex { .. } => "reindex",
             Op::IndexesApply { .. } => "indexes_apply",
             Op::ConfigApply { .. } => "config_apply",
+            Op::RollupApply { .. } => "rollup_apply",
+            Op::RollupRefresh { .. } => "rollup_refresh",
             Op::Seal(s) => s.kind(),
         }
     }
@@ -84,6 +100,8 @@ impl Op {
         "reindex",
         "indexes_apply",
         "config_apply",
+        "rollup_apply",
+        "rollup_refresh",
         "seal_run",
         "seal_verify",
         "seal_export",
@@ -198,10 +216,23 @@ impl Running {
             (Op::Reindex { .. }, Target::Relation(t)) => {
                 table::run(client, t, TableOperation::Reindex, progress).await
             }
+            (Op::VacuumNeeded { .. }, Target::Relation(t)) => {
+                table::run(client, t, TableOperation::VacuumNeeded, progress).await
+            }
             (Op::IndexesApply { .. }, _) => {
                 table::indexes_apply(client, &self.spec, &self.config, progress).await
             }
             (Op::ConfigApply { .. }, _) => spec::apply(client, &self.config, &self.spec).await,
+            (Op::RollupApply { .. }, _) => {
+                let out =
+                    crate::rollup::apply(client, &self.spec, &self.config.maintenance.lock).await?;
+                Ok(serde_json::to_value(out).expect("outcome serializes"))
+            }
+            (Op::RollupRefresh { .. }, _) => {
+                let out = crate::rollup::refresh(client, &self.spec, &self.config.maintenance.lock)
+                    .await?;
+                Ok(serde_json::to_value(out).expect("outcome serializes"))
+            }
             (Op::Seal(s), _) => {
                 crate::seal::execute(client, &self.config, &self.spec, s, progress).await
             }
@@ -245,7 +276,10 @@ pub async fn begin(
         config.tables = spec::effective_specs(client, &config).await?;
     }
     let (spec, target, shown) = match &op {
-        Op::Vacuum { target, .. } | Op::Analyze { target, .. } | Op::Reindex { target } => {
+        Op::Vacuum { target, .. }
+        | Op::VacuumNeeded { target }
+        | Op::Analyze { target, .. }
+        | Op::Reindex { target } => {
             let t = crate::maintenance::resolve(client, &config.tables, target).await?;
             let shown = t.relation.display_unquoted();
             (t.spec.clone(), Target::Relation(Box::new(t)), shown)
@@ -253,6 +287,8 @@ pub async fn begin(
         Op::Maintain(MaintainOptions { table, .. })
         | Op::IndexesApply { table }
         | Op::ConfigApply { table }
+        | Op::RollupApply { table }
+        | Op::RollupRefresh { table }
         | Op::Seal(
             crate::seal::SealOp::Run { table, .. }
             | crate::seal::SealOp::Verify { table, .. }

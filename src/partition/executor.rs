@@ -372,6 +372,7 @@ async fn retried(
 async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(), PartitionError> {
     let policy = &ctx.maintenance.lock;
     let what = describe(step);
+    invalidate_rollups(client, ctx, step).await?;
     let (name, from, to, default_rows) = match step {
         Step::Create {
             name,
@@ -433,6 +434,28 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
     };
     let resume = staged == default_move::Existing::Staging;
     default_move::run(client, &mv, policy, ctx.maintenance.move_batch_rows, resume).await
+}
+
+/// Partition DDL fires no DML trigger, so the rows a step removes (or moves
+/// out of the default partition) are announced to the rollups first: their
+/// views then read that range live, exact before and after the step.
+async fn invalidate_rollups(
+    client: &Client,
+    ctx: &Context<'_>,
+    step: &Step,
+) -> Result<(), PartitionError> {
+    let (from, to) = match step {
+        Step::Detach { name, .. } | Step::Drop { name } => ctx.bounds_of(name),
+        Step::Create {
+            from,
+            to,
+            default_rows,
+            ..
+        } if *default_rows > 0 => (Some(*from), Some(*to)),
+        _ => return Ok(()),
+    };
+    crate::rollup::invalidate_range(client, &ctx.spec.name, from, to).await?;
+    Ok(())
 }
 
 pub fn describe(step: &Step) -> String {

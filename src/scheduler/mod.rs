@@ -64,6 +64,11 @@ pub fn jobs(config: &Config) -> Vec<ScheduledJob> {
     let builtin = [
         ("maintain", &m.schedule, JobCommand::Maintain),
         ("vacuum", &m.vacuum_schedule, JobCommand::Vacuum),
+        (
+            "rollup_refresh",
+            &m.rollup_schedule,
+            JobCommand::RollupRefresh,
+        ),
     ]
     .into_iter()
     .map(|(name, schedule, command)| JobSpec {
@@ -203,10 +208,9 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             table: Some(target),
             ..Default::default()
         }),
-        JobCommand::Vacuum => ops::Op::Vacuum {
-            target,
-            analyze: true,
-        },
+        // Partitions with nothing to clean are not visited (closed months
+        // of an append-mostly table, most of them).
+        JobCommand::Vacuum => ops::Op::VacuumNeeded { target },
         JobCommand::Analyze => ops::Op::Analyze {
             target,
             scope: AnalyzeScope::Changed,
@@ -220,6 +224,9 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             table: Some(target),
             period: None,
         }),
+        JobCommand::RollupRefresh => ops::Op::RollupRefresh {
+            table: Some(target),
+        },
     }
 }
 

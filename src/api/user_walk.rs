@@ -1,0 +1,146 @@
+//! A user's newest rows without a time range: partitions walked newest to
+//! oldest, one bounded query each, stopping once the page is full.
+//!
+//! A query on the parent with no time range plans and starts an ordered
+//! index scan in every partition; a heavy user's page is found in the
+//! newest one. The default partition may hold rows of any time, so its top
+//! rows are read once and merged in.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use super::audit_query::{Cursor, LogRow};
+use crate::db::{DbError, QualifiedName};
+
+/// A partition to walk: its lower bound when it is a range partition
+/// (`Some(None)` for MINVALUE), `None` for one that may hold any time (the
+/// default partition, or a bound this code cannot read).
+type Part = (QualifiedName, Option<Option<DateTime<Utc>>>);
+
+/// Range partitions newest first, then the others.
+async fn partitions(client: &Client, table: &QualifiedName) -> Result<Vec<Part>, DbError> {
+    // Bounds are shown in the session's TimeZone; read them in UTC without
+    // changing a pooled session for good.
+    client
+        .batch_execute("BEGIN; SET LOCAL TimeZone = 'UTC'")
+        .await
+        .map_err(DbError::query("listing partitions"))?;
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+               FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE i.inhparent = $1::text::regclass",
+            &[&table.to_string()],
+        )
+        .await;
+    let _ = client.batch_execute("COMMIT").await;
+    let rows = rows.map_err(DbError::query("listing partitions"))?;
+    let mut out: Vec<Part> = Vec::new();
+    for r in rows {
+        let name = QualifiedName::new(r.get(0), r.get(1))?;
+        let bound: String = r.get(2);
+        let lower = match crate::partition::parse_bound(&bound) {
+            Some(crate::partition::Bound::Range { from, .. }) => Some(from),
+            _ => None,
+        };
+        out.push((name, lower));
+    }
+    // Some(Some(newest)) ... Some(None) (MINVALUE), then None.
+    out.sort_by_key(|p| std::cmp::Reverse(p.1));
+    Ok(out)
+}
+
+async fn page_of(
+    client: &Client,
+    rel: &QualifiedName,
+    user_id: i64,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<LogRow>, DbError> {
+    let columns = "id, user_id, action::text, resource_type::text, resource_id, details, pg_catalog.abbrev(ip_address), user_agent, status::text, severity::text, created_at";
+    let rows = match after {
+        None => {
+            client
+                .query(
+                    &format!("/* strata */ SELECT {columns} FROM {rel} WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"),
+                    &[&user_id, &limit],
+                )
+                .await
+        }
+        Some(c) => {
+            client
+                .query(
+                    &format!("/* strata */ SELECT {columns} FROM {rel} WHERE user_id = $1 AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"),
+                    &[&user_id, &c.created_at, &c.id, &limit],
+                )
+                .await
+        }
+    }
+    .map_err(DbError::query("reading a user's rows"))?;
+    Ok(rows
+        .iter()
+        .map(|r| LogRow {
+            id: r.get(0),
+            user_id: r.get(1),
+            action: r.get(2),
+            resource_type: r.get(3),
+            resource_id: r.get(4),
+            details: r.get(5),
+            ip_address: r.get(6),
+            user_agent: r.get(7),
+            status: r.get(8),
+            severity: r.get(9),
+            created_at: r.get(10),
+        })
+        .collect())
+}
+
+/// One page of `user_id`'s rows, newest first (`created_at DESC, id DESC`),
+/// after `after`; the cursor of the next page when there is one.
+pub async fn newest_for_user(
+    client: &Client,
+    table: &QualifiedName,
+    user_id: i64,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<(Vec<LogRow>, Option<Cursor>), DbError> {
+    let want = limit + 1;
+    let parts = partitions(client, table).await?;
+    let mut rows: Vec<LogRow> = Vec::new();
+    let mut ranged = 0i64;
+    for (rel, lower) in &parts {
+        match lower {
+            Some(lo) => {
+                if ranged >= want {
+                    // Every row of this and older partitions is older than
+                    // the ones held.
+                    continue;
+                }
+                // Wholly newer than the cursor: nothing after it here.
+                if let (Some(lo), Some(c)) = (lo, after) {
+                    if *lo > c.created_at {
+                        continue;
+                    }
+                }
+                let got = page_of(client, rel, user_id, after, want - ranged).await?;
+                ranged += got.len() as i64;
+                rows.extend(got);
+            }
+            None => rows.extend(page_of(client, rel, user_id, after, want).await?),
+        }
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let next = if more {
+        rows.last().map(|r| Cursor {
+            created_at: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
