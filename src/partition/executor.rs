@@ -315,6 +315,9 @@ async fn run_swap(
         .default
         .as_ref()
         .expect("a swap has a default partition");
+    for &i in group {
+        invalidate_rollups(client, ctx, &steps[i]).await?;
+    }
     let mut moves = Vec::with_capacity(group.len());
     let mut resume = Vec::with_capacity(group.len());
     for &i in group {
