@@ -149,6 +149,9 @@ impl std::fmt::Display for Retention {
 pub enum RetentionMode {
     Detach,
     Drop,
+    /// Archive to `archive_to`, verify, then drop (the archive run does it;
+    /// maintain leaves such partitions alone).
+    Archive,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +184,14 @@ pub struct TableSpec {
     /// detach; `None` keeps them until someone drops them.
     #[serde(default)]
     pub detached_drop_after: Option<Retention>,
+    /// Partitions whose whole range is older than this are archived to
+    /// `archive_to` (Parquet); `None` with `retention_mode = "archive"`
+    /// means the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_after: Option<Retention>,
+    /// `file:///abs/path` or `s3://bucket/prefix`, validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_to: Option<String>,
 }
 
 pub const DEFAULT_MAX_NEW_PARTITIONS: u32 = 48;
@@ -225,6 +236,8 @@ impl TableSpec {
             details_opclass: GinOpclass::JsonbPathOps,
             max_new_partitions: DEFAULT_MAX_NEW_PARTITIONS,
             detached_drop_after: None,
+            archive_after: None,
+            archive_to: None,
         }
     }
 }
@@ -454,6 +467,8 @@ struct RawTable {
     details_opclass: Option<String>,
     max_new_partitions: Option<i64>,
     detached_drop_after: Option<String>,
+    archive_after: Option<String>,
+    archive_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -550,6 +565,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_DETAILS_OPCLASS", "table.details_opclass"),
     ("STRATA_MAX_NEW_PARTITIONS", "table.max_new_partitions"),
     ("STRATA_DETACHED_DROP_AFTER", "table.detached_drop_after"),
+    ("STRATA_ARCHIVE_AFTER", "table.archive_after"),
+    ("STRATA_ARCHIVE_TO", "table.archive_to"),
     ("STRATA_SCHEDULE", "maintenance.schedule"),
     ("STRATA_VACUUM_SCHEDULE", "maintenance.vacuum_schedule"),
     ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
@@ -801,6 +818,8 @@ fn apply_env(
                         "table.details_opclass" => t.details_opclass = Some(value.clone()),
                         "table.max_new_partitions" => t.max_new_partitions = Some(int(&value)?),
                         "table.detached_drop_after" => t.detached_drop_after = Some(value.clone()),
+                        "table.archive_after" => t.archive_after = Some(value.clone()),
+                        "table.archive_to" => t.archive_to = Some(value.clone()),
                         other => unreachable!("unmapped override {other}"),
                     }
                 }
@@ -875,12 +894,13 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         None => RetentionMode::Detach,
         Some("detach") => RetentionMode::Detach,
         Some("drop") => RetentionMode::Drop,
-        Some(other) => {
-            return Err(invalid(
-                key("retention_mode"),
-                format!("{other:?} is not a retention mode; accepted: \"detach\", \"drop\""),
-            ))
-        }
+        Some("archive") => RetentionMode::Archive,
+        Some(other) => return Err(invalid(
+            key("retention_mode"),
+            format!(
+                "{other:?} is not a retention mode; accepted: \"detach\", \"drop\", \"archive\""
+            ),
+        )),
     };
     let name_template = t
         .name_template
@@ -936,7 +956,23 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
             )
         })?,
     };
+    let (archive_after, archive_to) = validate_archive(
+        &t.archive_after,
+        &t.archive_to,
+        retention,
+        retention_mode,
+        &key,
+    )?;
+    if retention_mode == RetentionMode::Archive && backend == Backend::Partman {
+        // pg_partman's own retention would drop what was never archived.
+        return Err(invalid(
+            key("retention_mode"),
+            "\"archive\" needs backend = \"native\": pg_partman's retention drops partitions itself",
+        ));
+    }
     Ok(TableSpec {
+        archive_after,
+        archive_to,
         details_opclass,
         max_new_partitions,
         detached_drop_after,
@@ -951,6 +987,57 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         backend,
         brin_pages_per_range,
     })
+}
+
+/// `archive_after`, `archive_to` and what `retention_mode = "archive"` needs.
+fn validate_archive(
+    archive_after: &Option<String>,
+    archive_to: &Option<String>,
+    retention: Option<Retention>,
+    mode: RetentionMode,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(Option<Retention>, Option<String>), ConfigError> {
+    let after = match archive_after {
+        None => None,
+        Some(s) => match Retention::parse(s) {
+            Some(Some(r)) => Some(r),
+            _ => {
+                return Err(invalid(
+                    key("archive_after"),
+                    format!(
+                        "{s:?} is not a duration; accepted: a count of days, weeks or months such as \"13 months\""
+                    ),
+                ))
+            }
+        },
+    };
+    let to = match archive_to {
+        None => None,
+        Some(s) => Some(
+            crate::archive::validate_url(s.trim()).map_err(|m| invalid(key("archive_to"), m))?,
+        ),
+    };
+    if after.is_some() && to.is_none() {
+        return Err(invalid(
+            key("archive_to"),
+            "archive_after is set but archive_to is not; set it to \"file:///path\" or \"s3://bucket/prefix\"",
+        ));
+    }
+    if mode == RetentionMode::Archive {
+        if to.is_none() {
+            return Err(invalid(
+                key("archive_to"),
+                "retention_mode = \"archive\" needs archive_to (\"file:///path\" or \"s3://bucket/prefix\")",
+            ));
+        }
+        if retention.is_none() {
+            return Err(invalid(
+                key("retention"),
+                "retention_mode = \"archive\" needs a retention: partitions past it are dropped once archived and verified",
+            ));
+        }
+    }
+    Ok((after, to))
 }
 
 /// Placeholders a partition name template may use.

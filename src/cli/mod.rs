@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod archive;
 mod bench;
 mod completions;
 mod convert;
@@ -159,6 +160,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Old partitions as Parquet on object storage: run, list, verify, restore, search.
+    Archive {
+        #[command(subcommand)]
+        action: archive::ArchiveAction,
     },
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
@@ -723,6 +729,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             partitions::apply(&target, &config, args, cli.json).await
+        }
+        Command::Archive { action } => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            archive::run(&target, &config, action, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

@@ -56,6 +56,11 @@ pub enum Op {
     ConfigApply {
         table: Option<String>,
     },
+    /// The archive tier (src/archive/): run, verify, restore.
+    Archive {
+        table: Option<String>,
+        op: crate::archive::ArchiveOp,
+    },
 }
 
 impl Op {
@@ -69,6 +74,7 @@ impl Op {
             Op::Reindex { .. } => "reindex",
             Op::IndexesApply { .. } => "indexes_apply",
             Op::ConfigApply { .. } => "config_apply",
+            Op::Archive { op, .. } => op.kind(),
         }
     }
 
@@ -81,6 +87,9 @@ impl Op {
         "reindex",
         "indexes_apply",
         "config_apply",
+        "archive_run",
+        "archive_verify",
+        "archive_restore",
     ];
 }
 
@@ -195,6 +204,10 @@ impl Running {
                 table::indexes_apply(client, &self.spec, &self.config, progress).await
             }
             (Op::ConfigApply { .. }, _) => spec::apply(client, &self.config, &self.spec).await,
+            (Op::Archive { op, .. }, _) => {
+                crate::archive::execute(client, &self.config, &self.spec, op, self.job.id, progress)
+                    .await
+            }
             _ => Err(OpError::Failed("operation and target do not match".into())),
         }
     }
@@ -242,7 +255,8 @@ pub async fn begin(
         }
         Op::Maintain(MaintainOptions { table, .. })
         | Op::IndexesApply { table }
-        | Op::ConfigApply { table } => {
+        | Op::ConfigApply { table }
+        | Op::Archive { table, .. } => {
             // The quoted form (what adapters pass after resolving a name)
             // matches exactly; anything else is read as the user typed it.
             let spec = match config

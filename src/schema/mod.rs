@@ -39,6 +39,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("migrations/0004_search.sql"),
     },
+    Migration {
+        version: 5,
+        name: "archive",
+        sql: include_str!("migrations/0005_archive.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";
