@@ -18,9 +18,7 @@ fn missing(what: &str, hint: &str) -> Option<PathBuf> {
         !required(),
         "{what} is missing and STRATA_REQUIRE_EXTENSIONS=1 ({hint})"
     );
-    eprintln!(
-        "SKIPPED: {what} is missing ({hint}; set STRATA_REQUIRE_EXTENSIONS=1 to fail instead)"
-    );
+    eprintln!("SKIPPED: {what} is missing ({hint}; set STRATA_REQUIRE_EXTENSIONS=1 to fail instead)");
     None
 }
 
@@ -43,10 +41,7 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        return missing(
-            &format!("python module {module} in {}", python.display()),
-            hint,
-        );
+        return missing(&format!("python module {module} in {}", python.display()), hint);
     }
     Some(python)
 }
