@@ -632,6 +632,8 @@ pub const ENV_OTHER: &[&str] = &[
     "STRATA_PG_BIN",
     "STRATA_PG_PORT",
     "STRATA_REQUIRE_EXTENSIONS",
+    // Test hook of the archive's crash-safety tests (src/archive/run.rs).
+    "STRATA_ARCHIVE_FAIL_AFTER",
     "STRATA_CONFIG",
     "STRATA_LOG",
     "STRATA_LOG_FORMAT",
@@ -895,12 +897,14 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         Some("detach") => RetentionMode::Detach,
         Some("drop") => RetentionMode::Drop,
         Some("archive") => RetentionMode::Archive,
-        Some(other) => return Err(invalid(
-            key("retention_mode"),
-            format!(
+        Some(other) => {
+            return Err(invalid(
+                key("retention_mode"),
+                format!(
                 "{other:?} is not a retention mode; accepted: \"detach\", \"drop\", \"archive\""
             ),
-        )),
+            ))
+        }
     };
     let name_template = t
         .name_template
@@ -1403,6 +1407,31 @@ mod tests {
     }
 
     #[test]
+    fn archive_keys_are_validated_by_name() {
+        let ok = Config::from_toml(
+            "[[table]]\nretention = \"13 months\"\nretention_mode = \"archive\"\narchive_to = \"s3://audit-archive/prod\"\narchive_after = \"13 months\"",
+        )
+        .unwrap();
+        assert_eq!(ok.tables[0].retention_mode, RetentionMode::Archive);
+        assert_eq!(ok.tables[0].archive_after, Some(Retention::Months(13)));
+        let e = err("[[table]]\narchive_to = \"ftp://x\"");
+        assert!(
+            e.contains("table[0].archive_to") && e.contains("ftp://x"),
+            "{e}"
+        );
+        let e = err("[[table]]\narchive_to = \"file://relative\"");
+        assert!(e.contains("table[0].archive_to"), "{e}");
+        let e = err("[[table]]\narchive_to = \"file:///a\"\narchive_after = \"soon\"");
+        assert!(e.contains("table[0].archive_after"), "{e}");
+        let e = err("[[table]]\narchive_after = \"13 months\"");
+        assert!(e.contains("table[0].archive_to"), "{e}");
+        let e = err("[[table]]\nretention_mode = \"archive\"\narchive_to = \"file:///a\"");
+        assert!(e.contains("table[0].retention"), "{e}");
+        let e = err("[[table]]\nretention = \"1 month\"\nretention_mode = \"archive\"\narchive_to = \"file:///a\"\nbackend = \"partman\"");
+        assert!(e.contains("table[0].retention_mode"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_the_seed() {
         let c = Config::from_toml("").unwrap();
         let t = &c.tables[0];
@@ -1479,7 +1508,7 @@ mod tests {
         assert!(err("[[table]]\nstart = \"yesterday\"").contains("YYYY-MM-DD"));
         assert!(err("[maintenance]\nlock_timeout = \"fast\"").contains("maintenance.lock_timeout"));
         assert!(err("[maintenance]\nlock_timeout = \"0ms\"").contains("maintenance.lock_timeout"));
-        assert!(err("[[table]]\nretention_mode = \"archive\"").contains("table[0].retention_mode"));
+        assert!(err("[[table]]\nretention_mode = \"archive\"").contains("table[0].archive_to"));
         assert!(err("[[table]]\nretention = \"forever\"").contains("table[0].retention"));
         assert!(err("[[table]]\nname = \"a.b.c\"").contains("table[0].name"));
         assert!(err("[[table]]\nbackend = \"timescale\"").contains("table[0].backend"));

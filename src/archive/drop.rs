@@ -46,10 +46,21 @@ pub async fn due(
     progress: ProgressFn<'_>,
 ) -> Result<(), ArchiveError> {
     let dir = table_dir(spec);
+    let restored: Vec<DateTime<Utc>> = catalog::records(client, spec)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == "restored")
+        .map(|r| r.period_start)
+        .collect();
     for p in parts {
         let step = Step::Drop {
             name: p.name.clone(),
         };
+        // Restored on demand (a legal request, an audit): kept until
+        // someone drops it; retention does not undo a restore.
+        if restored.contains(&p.from) {
+            continue;
+        }
         // The retention rules first (real clock): most partitions stop here.
         if safety::check(spec, now, &step, &snap.partitions, None).is_err() {
             continue;
