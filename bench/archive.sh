@@ -15,12 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-10000000}
 BIN=${BIN:-target/release/strata}
-BASE=$($BIN local url)
+$BIN local start >/dev/null
+BASE=$($BIN local url --show-password)
 ADMIN=${BASE%/*}/postgres
 URL=${BASE%/*}/strata_archive_bench
 STORE=$(mktemp -d)
 CFG=$STORE.toml
-trap 'rm -rf "$STORE" "$CFG"' EXIT
+trap 'rm -rf "$STORE" "$CFG" "$CFG.plain"' EXIT
 # The real clock decides what is due: 12 full months ending 12 months ago.
 FROM=$(date -u -d "$(date -u +%Y-%m-01) -24 months" +%Y-%m-01)
 TO=$(date -u -d "$(date -u +%Y-%m-01) -12 months" +%Y-%m-01)
@@ -36,10 +37,15 @@ TOML
 S() { $BIN --database-url "$URL" --config "$CFG" "$@"; }
 psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS strata_archive_bench WITH (FORCE)" -c "CREATE DATABASE strata_archive_bench"
 S migrate >/dev/null
+# The months are made and loaded before retention is configured (a
+# retention of 12 months would not create months it must drop at once).
+printf '[[table]]\nname = "audit_logs"\nstart = "%s"\n' "$FROM" > "$CFG.plain"
+$BIN --database-url "$URL" --config "$CFG.plain" config apply >/dev/null
+$BIN --database-url "$URL" --config "$CFG.plain" maintain --now "$TO" --yes >/dev/null
+echo "== loading $ROWS rows over $FROM .. $TO"
+$BIN --database-url "$URL" --config "$CFG.plain" load --rows "$ROWS" --from "$FROM" --to "$TO" >/dev/null
 S config apply >/dev/null
 S maintain --yes >/dev/null
-echo "== loading $ROWS rows over $FROM .. $TO"
-S load --rows "$ROWS" --from "$FROM" --to "$TO" >/dev/null
 S indexes apply >/dev/null
 psql -qAt "$URL" -c "ANALYZE audit_logs"
 psql -qAt "$URL" -c "SELECT 'heap', sum(pg_relation_size(c.oid)), 'total', sum(pg_total_relation_size(c.oid))
