@@ -671,3 +671,125 @@ async fn s3_through_moto_archives_searches_and_restores() {
     assert_eq!(hash_of(&db, "audit_logs_2025_04").await, before);
     run_ok(&db, &cfg, &env, &["archive", "verify"]);
 }
+
+async fn api_call(
+    state: &strata::api::AppState,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let mut req = req
+        .body(axum::body::Body::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        ))
+        .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        "192.0.2.9:40000".parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    let resp = strata::api::app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_api_lists_for_readers_and_runs_jobs_for_admins_409_when_busy() {
+    use strata::api::{tokens, Role};
+    let dir = store_dir("api");
+    let cfg = archive_config(&format!("file://{}", dir.display()), false);
+    let db = prepared(300, &cfg).await;
+    let c = db.client().await;
+    let (_, admin) = tokens::create(&c, Role::Admin, "admin").await.unwrap();
+    let (_, reader) = tokens::create(&c, Role::Reader, "reader").await.unwrap();
+    let config = strata::config::Config::load(
+        Some(Path::new(&cfg)),
+        std::iter::empty::<(String, String)>(),
+    )
+    .unwrap();
+    let pool = strata::api::pool(&db.url, 4).unwrap();
+    let state = strata::api::AppState::new(pool, config, strata::api::ServeOptions::default());
+
+    let (st, _) = api_call(
+        &state,
+        "POST",
+        "/admin/database/archives/run",
+        &reader,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, v) = api_call(
+        &state,
+        "POST",
+        "/admin/database/archives/restore",
+        &admin,
+        Some(serde_json::json!({"period": "2025-13"})),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("2025-13"), "{v}");
+
+    let holder = db.client().await;
+    let lock = strata::partition::table_lock(&strata::config::TableSpec::seed_default().name);
+    assert!(strata::db::try_advisory_lock(&holder, &lock).await.unwrap());
+    let (st, v) = api_call(
+        &state,
+        "POST",
+        "/admin/database/archives/run",
+        &admin,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    strata::db::advisory_unlock(&holder, &lock).await.unwrap();
+
+    let (st, v) = api_call(
+        &state,
+        "POST",
+        "/admin/database/archives/run",
+        &admin,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["job_id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let (st, j) = api_call(&state, "GET", &format!("/admin/jobs/{id}"), &admin, None).await;
+        assert_eq!(st, 200, "{j}");
+        if j["state"] != "running" {
+            break j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (st, v) = api_call(&state, "GET", "/admin/database/archives", &reader, None).await;
+    assert_eq!(st, 200, "{v}");
+    let periods: Vec<&str> = v["tables"][0]["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["period"].as_str().unwrap())
+        .collect();
+    for m in MONTHS {
+        assert!(periods.contains(&m), "{m}: {v}");
+    }
+}

@@ -68,7 +68,7 @@ pub struct JobAccepted {
 
 /// Resolves the name, starts the job and records the admin action (also
 /// when it is refused).
-async fn start(
+pub(super) async fn start(
     state: &AppState,
     auth: &Auth<Admin>,
     table_name: &str,

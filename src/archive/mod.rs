@@ -26,6 +26,7 @@ mod verify;
 
 pub use list::{list, ArchiveRow};
 pub use manifest::Manifest;
+pub use restore::parse_period;
 pub use run::RunOptions;
 pub use search::{search, SearchQuery, SearchSummary};
 pub use store::{validate_url, Store};
