@@ -792,4 +792,43 @@ async fn the_api_lists_for_readers_and_runs_jobs_for_admins_409_when_busy() {
     for m in MONTHS {
         assert!(periods.contains(&m), "{m}: {v}");
     }
+    let (st, _) = api_call(
+        &state,
+        "GET",
+        "/admin/database/archives/verify",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(st, 405);
+    let resp = {
+        use tower::ServiceExt;
+        let mut req = axum::http::Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {reader}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(
+            "192.0.2.9:40000".parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        strata::api::app(state.clone()).oneshot(req).await.unwrap()
+    };
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let bytes_line = text
+        .lines()
+        .find(|l| l.starts_with("strata_archive_bytes{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!bytes_line.ends_with(" 0"), "{bytes_line}");
+    assert!(
+        text.contains("strata_archive_periods_due{table=\"public.audit_logs\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("strata_archive_failed_verifies{table=\"public.audit_logs\"} 0"));
+    assert!(text.contains("strata_archive_last_run_timestamp_seconds{"));
 }

@@ -21,6 +21,7 @@ mod manifest;
 mod restore;
 mod run;
 mod search;
+mod status;
 mod store;
 mod verify;
 
@@ -29,6 +30,7 @@ pub use manifest::Manifest;
 pub use restore::parse_period;
 pub use run::RunOptions;
 pub use search::{search, SearchQuery, SearchSummary};
+pub use status::{status, ArchiveStatus};
 pub use store::{validate_url, Store};
 
 use serde_json::Value;
