@@ -276,6 +276,9 @@ pub enum JobCommand {
     Reindex,
     /// A pg_stat_statements reading.
     Snapshot,
+    /// `archive run` of the tables with archive_to (archive, verify, and with
+    /// retention_mode = "archive" drop).
+    Archive,
 }
 
 impl JobCommand {
@@ -285,6 +288,7 @@ impl JobCommand {
         ("analyze", JobCommand::Analyze),
         ("reindex", JobCommand::Reindex),
         ("snapshot", JobCommand::Snapshot),
+        ("archive", JobCommand::Archive),
     ];
 
     pub fn name(self) -> &'static str {

@@ -832,3 +832,33 @@ async fn the_api_lists_for_readers_and_runs_jobs_for_admins_409_when_busy() {
     assert!(text.contains("strata_archive_failed_verifies{table=\"public.audit_logs\"} 0"));
     assert!(text.contains("strata_archive_last_run_timestamp_seconds{"));
 }
+
+#[tokio::test]
+async fn a_scheduled_archive_job_runs_archive_run_as_the_scheduler() {
+    let dir = store_dir("sched");
+    let url = format!("file://{}", dir.display());
+    let cfg = config_file(
+        "strata.toml",
+        &format!(
+            "[[table]]\nname = \"audit_logs\"\narchive_after = \"13 months\"\narchive_to = \"{url}\"\n\
+             [maintenance]\n[[maintenance.jobs]]\nname = \"nightly-archive\"\nschedule = \"0 4 * * *\"\ncommand = \"archive\"\n"
+        ),
+    );
+    let db = prepared(300, &cfg).await;
+    let out = run_ok(&db, &cfg, &[], &["schedule", "run", "nightly-archive"]);
+    assert!(out.to_string().contains("2025-03"), "{out}");
+    assert!(dir
+        .join("table=audit_logs/period=2025-03/manifest.json")
+        .exists());
+    let origin: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT origin FROM strata.jobs WHERE kind = 'archive_run' ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(origin, "scheduler");
+}

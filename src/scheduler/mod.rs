@@ -145,7 +145,12 @@ pub async fn execute(
     if job.command != JobCommand::Snapshot {
         let names: Vec<String> = match &job.table {
             Some(t) => vec![t.clone()],
-            None => specs.iter().map(|t| t.name.display_unquoted()).collect(),
+            // Only tables that archive somewhere have anything to archive.
+            None => specs
+                .iter()
+                .filter(|t| job.command != JobCommand::Archive || t.archive_to.is_some())
+                .map(|t| t.name.display_unquoted())
+                .collect(),
         };
         let origin = ops::Origin::Scheduler {
             job: job.name.clone(),
@@ -212,6 +217,10 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
             scope: AnalyzeScope::Changed,
         },
         JobCommand::Reindex => ops::Op::Reindex { target },
+        JobCommand::Archive => ops::Op::Archive {
+            table: Some(target),
+            op: crate::archive::ArchiveOp::Run(Default::default()),
+        },
     }
 }
 
