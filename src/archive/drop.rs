@@ -73,6 +73,7 @@ pub async fn due(
             continue;
         }
         let mut verified = None;
+        let mut reported = false;
         let m = match manifest::load(store, &dir, &p.period).await? {
             Some(m) => match manifest::check_files(store, &m).await {
                 Ok(_) => {
@@ -90,7 +91,7 @@ pub async fn due(
         if let Err(r) =
             safety::check_archive_drop(spec, now, &step, &snap.partitions, verified.as_deref())
         {
-            if m.is_some() || verified.is_none() {
+            if !reported {
                 out.refused.push(format!("{}: {}", r.step, r.reason));
             }
             continue;
