@@ -83,6 +83,7 @@ pub async fn due(
                 Err(e) => {
                     out.refused
                         .push(format!("{}: {e}", p.name.display_unquoted()));
+                    reported = true;
                     None
                 }
             },
