@@ -149,6 +149,9 @@ impl std::fmt::Display for Retention {
 pub enum RetentionMode {
     Detach,
     Drop,
+    /// Archive to `archive_to`, verify, then drop (the archive run does it;
+    /// maintain leaves such partitions alone).
+    Archive,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +188,14 @@ pub struct TableSpec {
     /// stored before rollups existed reads as the defaults.
     #[serde(default = "RollupSpec::defaults")]
     pub rollups: Vec<RollupSpec>,
+    /// Partitions whose whole range is older than this are archived to
+    /// `archive_to` (Parquet); `None` with `retention_mode = "archive"`
+    /// means the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_after: Option<Retention>,
+    /// `file:///abs/path` or `s3://bucket/prefix`, validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_to: Option<String>,
 }
 
 pub const DEFAULT_MAX_NEW_PARTITIONS: u32 = 48;
@@ -230,6 +241,8 @@ impl TableSpec {
             max_new_partitions: DEFAULT_MAX_NEW_PARTITIONS,
             detached_drop_after: None,
             rollups: RollupSpec::defaults(),
+            archive_after: None,
+            archive_to: None,
         }
     }
 }
@@ -456,6 +469,9 @@ pub enum JobCommand {
     SealVerify,
     /// Refresh of the table's rollups.
     RollupRefresh,
+    /// `archive run` of the tables with archive_to (archive, verify, and with
+    /// retention_mode = "archive" drop).
+    Archive,
 }
 
 impl JobCommand {
@@ -468,6 +484,7 @@ impl JobCommand {
         ("seal", JobCommand::Seal),
         ("seal_verify", JobCommand::SealVerify),
         ("rollup_refresh", JobCommand::RollupRefresh),
+        ("archive", JobCommand::Archive),
     ];
 
     pub fn name(self) -> &'static str {
@@ -722,6 +739,8 @@ struct RawTable {
     max_new_partitions: Option<i64>,
     detached_drop_after: Option<String>,
     rollups: Option<Vec<RawRollup>>,
+    archive_after: Option<String>,
+    archive_to: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -819,6 +838,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("STRATA_DETAILS_OPCLASS", "table.details_opclass"),
     ("STRATA_MAX_NEW_PARTITIONS", "table.max_new_partitions"),
     ("STRATA_DETACHED_DROP_AFTER", "table.detached_drop_after"),
+    ("STRATA_ARCHIVE_AFTER", "table.archive_after"),
+    ("STRATA_ARCHIVE_TO", "table.archive_to"),
     ("STRATA_SCHEDULE", "maintenance.schedule"),
     ("STRATA_VACUUM_SCHEDULE", "maintenance.vacuum_schedule"),
     ("STRATA_LOCK_TIMEOUT", "maintenance.lock_timeout"),
@@ -884,6 +905,8 @@ pub const ENV_OTHER: &[&str] = &[
     "STRATA_PG_BIN",
     "STRATA_PG_PORT",
     "STRATA_REQUIRE_EXTENSIONS",
+    // Test hook of the archive's crash-safety tests (src/archive/run.rs).
+    "STRATA_ARCHIVE_FAIL_AFTER",
     "STRATA_CONFIG",
     "STRATA_LOG",
     "STRATA_LOG_FORMAT",
@@ -1079,6 +1102,8 @@ fn apply_env(
                         "table.details_opclass" => t.details_opclass = Some(value.clone()),
                         "table.max_new_partitions" => t.max_new_partitions = Some(int(&value)?),
                         "table.detached_drop_after" => t.detached_drop_after = Some(value.clone()),
+                        "table.archive_after" => t.archive_after = Some(value.clone()),
+                        "table.archive_to" => t.archive_to = Some(value.clone()),
                         other => unreachable!("unmapped override {other}"),
                     }
                 }
@@ -1153,10 +1178,13 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         None => RetentionMode::Detach,
         Some("detach") => RetentionMode::Detach,
         Some("drop") => RetentionMode::Drop,
+        Some("archive") => RetentionMode::Archive,
         Some(other) => {
             return Err(invalid(
                 key("retention_mode"),
-                format!("{other:?} is not a retention mode; accepted: \"detach\", \"drop\""),
+                format!(
+                "{other:?} is not a retention mode; accepted: \"detach\", \"drop\", \"archive\""
+            ),
             ))
         }
     };
@@ -1215,7 +1243,23 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         })?,
     };
     let rollups = validate_rollups(t.rollups, &time_column, i)?;
+    let (archive_after, archive_to) = validate_archive(
+        &t.archive_after,
+        &t.archive_to,
+        retention,
+        retention_mode,
+        &key,
+    )?;
+    if retention_mode == RetentionMode::Archive && backend == Backend::Partman {
+        // pg_partman's own retention would drop what was never archived.
+        return Err(invalid(
+            key("retention_mode"),
+            "\"archive\" needs backend = \"native\": pg_partman's retention drops partitions itself",
+        ));
+    }
     Ok(TableSpec {
+        archive_after,
+        archive_to,
         details_opclass,
         max_new_partitions,
         detached_drop_after,
@@ -1231,6 +1275,57 @@ fn validate_table(t: RawTable, i: usize) -> Result<TableSpec, ConfigError> {
         backend,
         brin_pages_per_range,
     })
+}
+
+/// `archive_after`, `archive_to` and what `retention_mode = "archive"` needs.
+fn validate_archive(
+    archive_after: &Option<String>,
+    archive_to: &Option<String>,
+    retention: Option<Retention>,
+    mode: RetentionMode,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(Option<Retention>, Option<String>), ConfigError> {
+    let after = match archive_after {
+        None => None,
+        Some(s) => match Retention::parse(s) {
+            Some(Some(r)) => Some(r),
+            _ => {
+                return Err(invalid(
+                    key("archive_after"),
+                    format!(
+                        "{s:?} is not a duration; accepted: a count of days, weeks or months such as \"13 months\""
+                    ),
+                ))
+            }
+        },
+    };
+    let to = match archive_to {
+        None => None,
+        Some(s) => Some(
+            crate::archive::validate_url(s.trim()).map_err(|m| invalid(key("archive_to"), m))?,
+        ),
+    };
+    if after.is_some() && to.is_none() {
+        return Err(invalid(
+            key("archive_to"),
+            "archive_after is set but archive_to is not; set it to \"file:///path\" or \"s3://bucket/prefix\"",
+        ));
+    }
+    if mode == RetentionMode::Archive {
+        if to.is_none() {
+            return Err(invalid(
+                key("archive_to"),
+                "retention_mode = \"archive\" needs archive_to (\"file:///path\" or \"s3://bucket/prefix\")",
+            ));
+        }
+        if retention.is_none() {
+            return Err(invalid(
+                key("retention"),
+                "retention_mode = \"archive\" needs a retention: partitions past it are dropped once archived and verified",
+            ));
+        }
+    }
+    Ok((after, to))
 }
 
 /// Placeholders a partition name template may use.
@@ -1599,6 +1694,31 @@ mod tests {
     }
 
     #[test]
+    fn archive_keys_are_validated_by_name() {
+        let ok = Config::from_toml(
+            "[[table]]\nretention = \"13 months\"\nretention_mode = \"archive\"\narchive_to = \"s3://audit-archive/prod\"\narchive_after = \"13 months\"",
+        )
+        .unwrap();
+        assert_eq!(ok.tables[0].retention_mode, RetentionMode::Archive);
+        assert_eq!(ok.tables[0].archive_after, Some(Retention::Months(13)));
+        let e = err("[[table]]\narchive_to = \"ftp://x\"");
+        assert!(
+            e.contains("table[0].archive_to") && e.contains("ftp://x"),
+            "{e}"
+        );
+        let e = err("[[table]]\narchive_to = \"file://relative\"");
+        assert!(e.contains("table[0].archive_to"), "{e}");
+        let e = err("[[table]]\narchive_to = \"file:///a\"\narchive_after = \"soon\"");
+        assert!(e.contains("table[0].archive_after"), "{e}");
+        let e = err("[[table]]\narchive_after = \"13 months\"");
+        assert!(e.contains("table[0].archive_to"), "{e}");
+        let e = err("[[table]]\nretention_mode = \"archive\"\narchive_to = \"file:///a\"");
+        assert!(e.contains("table[0].retention"), "{e}");
+        let e = err("[[table]]\nretention = \"1 month\"\nretention_mode = \"archive\"\narchive_to = \"file:///a\"\nbackend = \"partman\"");
+        assert!(e.contains("table[0].retention_mode"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_the_seed() {
         let c = Config::from_toml("").unwrap();
         let t = &c.tables[0];
@@ -1675,7 +1795,7 @@ mod tests {
         assert!(err("[[table]]\nstart = \"yesterday\"").contains("YYYY-MM-DD"));
         assert!(err("[maintenance]\nlock_timeout = \"fast\"").contains("maintenance.lock_timeout"));
         assert!(err("[maintenance]\nlock_timeout = \"0ms\"").contains("maintenance.lock_timeout"));
-        assert!(err("[[table]]\nretention_mode = \"archive\"").contains("table[0].retention_mode"));
+        assert!(err("[[table]]\nretention_mode = \"archive\"").contains("table[0].archive_to"));
         assert!(err("[[table]]\nretention = \"forever\"").contains("table[0].retention"));
         assert!(err("[[table]]\nname = \"a.b.c\"").contains("table[0].name"));
         assert!(err("[[table]]\nbackend = \"timescale\"").contains("table[0].backend"));

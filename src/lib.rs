@@ -6,6 +6,7 @@
 //! `demo`, `health`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
 
 pub mod api;
+pub mod archive;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

@@ -914,6 +914,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",
+        "GET /admin/database/archives",
+        "POST /admin/database/archives/run",
+        "POST /admin/database/archives/verify",
+        "POST /admin/database/archives/restore",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -203,7 +203,7 @@ pub async fn render(state: &AppState) -> String {
 }
 
 async fn render_tables(state: &AppState, out: &mut String) -> Result<(), String> {
-    let client = state.pool.get().await.map_err(|e| e.to_string())?;
+    let mut client = state.pool.get().await.map_err(|e| e.to_string())?;
     out.push_str("# HELP strata_partitions Partitions of each managed table.\n");
     out.push_str("# TYPE strata_partitions gauge\n");
     let mut bytes = String::new();
@@ -233,8 +233,63 @@ async fn render_tables(state: &AppState, out: &mut String) -> Result<(), String>
             );
         }
     }
+    render_archives(state, &mut client, out).await;
     out.push_str("# HELP strata_table_bytes Total bytes of each managed table (partitions, indexes, toast).\n");
     out.push_str("# TYPE strata_table_bytes gauge\n");
     out.push_str(&bytes);
     Ok(())
+}
+
+/// The archive tier of each table with `archive_to` (src/archive/status.rs).
+async fn render_archives(state: &AppState, client: &mut tokio_postgres::Client, out: &mut String) {
+    const METRICS: [(&str, &str); 5] = [
+        (
+            "strata_archive_bytes",
+            "Bytes of Parquet files in the archive store.",
+        ),
+        (
+            "strata_archive_periods",
+            "Periods recorded in strata.archives.",
+        ),
+        (
+            "strata_archive_periods_due",
+            "Partitions past archive_after with no archive yet.",
+        ),
+        (
+            "strata_archive_failed_verifies",
+            "Archived periods whose last verify failed.",
+        ),
+        (
+            "strata_archive_last_run_timestamp_seconds",
+            "End of the last successful archive run.",
+        ),
+    ];
+    let mut lines: [String; 5] = Default::default();
+    for spec in &state.config.tables {
+        match crate::archive::status(client, spec).await {
+            Ok(Some(s)) => {
+                let t = escape(&spec.name.display_unquoted());
+                let values = [
+                    Some(s.bytes_archived),
+                    Some(s.periods_archived as i64),
+                    Some(s.periods_due as i64),
+                    Some(s.failed_verifies as i64),
+                    s.last_run.map(|at| at.timestamp()),
+                ];
+                for (i, v) in values.iter().enumerate() {
+                    if let Some(v) = v {
+                        let _ = writeln!(lines[i], "{}{{table=\"{t}\"}} {v}", METRICS[i].0);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "metrics: could not read the archive tier"),
+        }
+    }
+    for (i, (name, help)) in METRICS.iter().enumerate() {
+        if !lines[i].is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            out.push_str(&lines[i]);
+        }
+    }
 }

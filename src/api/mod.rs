@@ -8,6 +8,7 @@
 //! route to the router and to the OpenAPI document at once, so the two
 //! cannot disagree.
 
+mod archives;
 mod audit_logs;
 pub mod audit_query;
 mod auth;
@@ -251,6 +252,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(audit_logs::router())
         .merge(system::router())
         .merge(seals::router())
+        .merge(archives::router())
 }
 
 /// The OpenAPI document of every route [`app`] serves.

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. Handlers are thin: they
 //! resolve the target, call a capability module and print its result.
 
+mod archive;
 mod bench;
 mod completions;
 mod convert;
@@ -185,6 +186,11 @@ pub enum Command {
     Summary(SummaryArgs),
     /// A user's newest audit rows (newest first), walking partitions newest to oldest.
     Events(EventsArgs),
+    /// Old partitions as Parquet on object storage: run, list, verify, restore, search.
+    Archive {
+        #[command(subcommand)]
+        action: archive::ArchiveAction,
+    },
     /// Print shell completions: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions { shell: completions::Shell },
     /// Print the man page: `strata man > /usr/local/share/man/man1/strata.1`.
@@ -839,6 +845,11 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             rollup::events(&target, &config, args, cli.json).await
+        }
+        Command::Archive { action } => {
+            let target = Target::resolve(cli, true).await?;
+            let config = config_in_effect(&target, &config).await?;
+            archive::run(&target, &config, action, cli.json).await
         }
         Command::Completions { shell } => completions::print(*shell),
         Command::Man => completions::man(),

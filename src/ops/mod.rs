@@ -72,6 +72,11 @@ pub enum Op {
     },
     /// Sealed months: seal, verify, export a receipt, prove a row.
     Seal(crate::seal::SealOp),
+    /// The archive tier (src/archive/): run, verify, restore.
+    Archive {
+        table: Option<String>,
+        op: crate::archive::ArchiveOp,
+    },
 }
 
 impl Op {
@@ -88,6 +93,7 @@ impl Op {
             Op::RollupApply { .. } => "rollup_apply",
             Op::RollupRefresh { .. } => "rollup_refresh",
             Op::Seal(s) => s.kind(),
+            Op::Archive { op, .. } => op.kind(),
         }
     }
 
@@ -102,6 +108,9 @@ impl Op {
         "config_apply",
         "rollup_apply",
         "rollup_refresh",
+        "archive_run",
+        "archive_verify",
+        "archive_restore",
         "seal_run",
         "seal_verify",
         "seal_export",
@@ -233,6 +242,10 @@ impl Running {
                     .await?;
                 Ok(serde_json::to_value(out).expect("outcome serializes"))
             }
+            (Op::Archive { op, .. }, _) => {
+                crate::archive::execute(client, &self.config, &self.spec, op, self.job.id, progress)
+                    .await
+            }
             (Op::Seal(s), _) => {
                 crate::seal::execute(client, &self.config, &self.spec, s, progress).await
             }
@@ -289,6 +302,7 @@ pub async fn begin(
         | Op::ConfigApply { table }
         | Op::RollupApply { table }
         | Op::RollupRefresh { table }
+        | Op::Archive { table, .. }
         | Op::Seal(
             crate::seal::SealOp::Run { table, .. }
             | crate::seal::SealOp::Verify { table, .. }

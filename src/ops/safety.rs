@@ -70,6 +70,27 @@ pub fn check(
     }
 }
 
+/// Archive-then-drop: the rules of [`check`] for a drop at the real time
+/// `now`, and a manifest that was re-read from the store and matched the
+/// partition just now (`verified_manifest`: its key). Nothing is dropped
+/// that is not first copied somewhere verified.
+pub fn check_archive_drop(
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+    step: &Step,
+    partitions: &[ExistingPartition],
+    verified_manifest: Option<&str>,
+) -> Result<(), Refusal> {
+    check(spec, now, step, partitions, None)?;
+    if verified_manifest.is_none() {
+        return Err(Refusal {
+            step: crate::partition::describe(step),
+            reason: "no verified archive manifest covers it".into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +187,25 @@ mod tests {
         s.detached_drop_after = Some(Retention::Days(30));
         assert!(check(&s, now, &step, &[], Some(ts("2026-11-20T00:00:00Z"))).is_err());
         assert!(check(&s, now, &step, &[], Some(ts("2026-10-20T00:00:00Z"))).is_ok());
+    }
+
+    #[test]
+    fn archive_drop_needs_a_verified_manifest_and_retention() {
+        let now = ts("2026-12-01T12:00:00Z");
+        let parts = [part(
+            "audit_logs_2025_01",
+            "2025-01-01T00:00:00Z",
+            "2025-02-01T00:00:00Z",
+        )];
+        let step = Step::Drop {
+            name: QualifiedName::new("public", "audit_logs_2025_01").unwrap(),
+        };
+        let mut s = spec(Some(Retention::Months(12)));
+        s.retention_mode = RetentionMode::Archive;
+        assert!(check_archive_drop(&s, now, &step, &parts, None).is_err());
+        assert!(check_archive_drop(&s, now, &step, &parts, Some("m.json")).is_ok());
+        // A verified manifest does not lift the retention rules.
+        s.retention = Some(Retention::Months(30));
+        assert!(check_archive_drop(&s, now, &step, &parts, Some("m.json")).is_err());
     }
 }

@@ -887,7 +887,8 @@ pub async fn drop_retired(
     let rows = client
         .query(
             "SELECT c.relname::text FROM pg_catalog.pg_class c
-              WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+              WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1)
+                AND c.relkind = 'r' AND NOT c.relispartition
                 AND c.relname LIKE 'strata\\_retired\\_%' AND obj_description(c.oid, 'pg_class') = $2",
             &[&default.schema.as_str(), &RETIRED_MARK],
         )

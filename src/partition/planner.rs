@@ -365,6 +365,11 @@ fn retention_steps(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Vec
             .collect();
         old.sort_by_key(|(f, _)| *f);
         for (_, p) in old {
+            // Archive-then-drop is the archive run's: it drops only what a
+            // verified manifest covers.
+            if spec.retention_mode == RetentionMode::Archive {
+                continue;
+            }
             steps.push(match spec.retention_mode {
                 RetentionMode::Detach => Step::Detach {
                     name: p.name.clone(),
@@ -372,7 +377,7 @@ fn retention_steps(spec: &TableSpec, now: DateTime<Utc>, snap: &Snapshot) -> Vec
                     // partition exists.
                     concurrently: !has_default,
                 },
-                RetentionMode::Drop => Step::Drop {
+                RetentionMode::Drop | RetentionMode::Archive => Step::Drop {
                     name: p.name.clone(),
                 },
             });

@@ -150,7 +150,12 @@ pub async fn execute(
     if job.command != JobCommand::Snapshot {
         let names: Vec<String> = match &job.table {
             Some(t) => vec![t.clone()],
-            None => specs.iter().map(|t| t.name.display_unquoted()).collect(),
+            // Only tables that archive somewhere have anything to archive.
+            None => specs
+                .iter()
+                .filter(|t| job.command != JobCommand::Archive || t.archive_to.is_some())
+                .map(|t| t.name.display_unquoted())
+                .collect(),
         };
         let origin = ops::Origin::Scheduler {
             job: job.name.clone(),
@@ -226,6 +231,10 @@ fn op_for(command: JobCommand, table: &str) -> ops::Op {
         }),
         JobCommand::RollupRefresh => ops::Op::RollupRefresh {
             table: Some(target),
+        },
+        JobCommand::Archive => ops::Op::Archive {
+            table: Some(target),
+            op: crate::archive::ArchiveOp::Run(Default::default()),
         },
     }
 }

@@ -40,6 +40,11 @@ pub static MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0004_search.sql"),
     },
     Migration {
+        version: 5,
+        name: "archive",
+        sql: include_str!("migrations/0005_archive.sql"),
+    },
+    Migration {
         version: 6,
         name: "rollups",
         sql: include_str!("migrations/0006_rollups.sql"),

@@ -109,7 +109,10 @@ pub async fn submit(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(header::SET_COOKIE, session::set_cookie(&id, over_tls(&state, &uri)))],
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(&id, over_tls(&state, &uri)),
+        )],
         Redirect::to("/"),
     )
         .into_response()
@@ -139,7 +142,10 @@ pub async fn logout(
     e.resource_type = Some("dashboard");
     state.events.record(e).await;
     (
-        [(header::SET_COOKIE, session::clear_cookie(over_tls(&state, &uri)))],
+        [(
+            header::SET_COOKIE,
+            session::clear_cookie(over_tls(&state, &uri)),
+        )],
         Redirect::to("/login"),
     )
         .into_response()

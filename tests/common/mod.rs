@@ -6,6 +6,7 @@
 //! template, dropped when the test's `TestDb` goes out of scope, pass or fail.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod tools;
 
 use std::path::PathBuf;

@@ -1,0 +1,162 @@
+//! `/admin/database/archives`: the archive tier. `GET` (reader) lists what
+//! the store holds; `POST run|verify|restore` (admin) start jobs of the
+//! operations runtime (`202 {"job_id"}`, `409` while the table is busy).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Admin, Auth, Reader};
+use super::error::{ApiResult, AppError, AppJson, ErrorBody};
+use super::maintenance::{start, JobAccepted};
+use super::AppState;
+use crate::archive::{self, ArchiveOp, RunOptions};
+use crate::ops::{Op, OpError};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    /// A managed table (default: the first configured one).
+    #[serde(default)]
+    pub table_name: Option<String>,
+    /// `run`: only show what would happen.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `verify` (optional) and `restore` (required): `YYYY-MM` or `YYYY-MM-DD`.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+fn op_error(e: OpError) -> AppError {
+    AppError::bad_request("bad_request", e.to_string())
+}
+
+/// Archived periods of every managed table: rows, bytes, ratio, state.
+#[utoipa::path(get, path = "/admin/database/archives", tag = "archives",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`table`, `archives[]`", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ))]
+async fn list(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let client = state.pool.get().await?;
+    let mut all = Vec::new();
+    for spec in &state.config.tables {
+        let rows = archive::list(&client, spec)
+            .await
+            .map_err(|e| AppError::internal(OpError::from(e)))?;
+        all.push(json!({"table": spec.name.display_unquoted(), "archives": rows}));
+    }
+    Ok(Json(json!({ "tables": all })))
+}
+
+async fn job(
+    state: AppState,
+    auth: Auth<Admin>,
+    req: ArchiveRequest,
+    kind: &'static str,
+    make: impl FnOnce(&ArchiveRequest) -> ArchiveOp,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let name = req
+        .table_name
+        .clone()
+        .unwrap_or_else(|| state.config.tables[0].name.display_unquoted());
+    let spec = state
+        .config
+        .table(Some(&name))
+        .map_err(|e| op_error(e.into()))?;
+    if let Some(p) = &req.period {
+        archive::parse_period(spec, p).map_err(|e| op_error(e.into()))?;
+    }
+    let op = make(&req);
+    start(
+        &state,
+        &auth.principal,
+        &auth.ctx,
+        &name,
+        true,
+        |target| Op::Archive {
+            table: Some(target.spec.name.to_string()),
+            op,
+        },
+        kind,
+    )
+    .await
+}
+
+/// Archive every period past archive_after (server clock) and, with
+/// retention_mode = "archive", drop what a verified manifest covers.
+#[utoipa::path(post, path = "/admin/database/archives/run", tag = "archives",
+    request_body = ArchiveRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn run(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<ArchiveRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    job(state, auth, req, "archive_run", |r| {
+        ArchiveOp::Run(RunOptions { dry_run: r.dry_run })
+    })
+    .await
+}
+
+/// Re-read the store and check every file of one period (or all).
+#[utoipa::path(post, path = "/admin/database/archives/verify", tag = "archives",
+    request_body = ArchiveRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn verify(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<ArchiveRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    job(state, auth, req, "archive_verify", |r| ArchiveOp::Verify {
+        period: r.period.clone(),
+    })
+    .await
+}
+
+/// Re-create one period's partition from the store and attach it.
+#[utoipa::path(post, path = "/admin/database/archives/restore", tag = "archives",
+    request_body = ArchiveRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn restore(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<ArchiveRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let Some(period) = req.period.clone() else {
+        return Err(AppError::bad_request(
+            "bad_request",
+            "restore needs a period (YYYY-MM)",
+        ));
+    };
+    job(state, auth, req, "archive_restore", |_| {
+        ArchiveOp::Restore { period }
+    })
+    .await
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(run))
+        .routes(routes!(verify))
+        .routes(routes!(restore))
+}

@@ -1,0 +1,227 @@
+//! `strata archive search`: answers from the Parquet files without
+//! restoring. Periods outside `--from/--to` are not opened; inside a file,
+//! a row group is decoded only when its statistics (user_id and time
+//! min/max) and bloom filters (user_id, action) say it can match.
+//!
+//! Each candidate file is fetched whole from the store (one GET); pruning
+//! saves decoding, not transfer.
+
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use chrono::{DateTime, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::statistics::Statistics;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_postgres::Client;
+
+use super::columns::{Column, Kind};
+use super::export::parquet_err;
+use super::run::table_dir;
+use super::{catalog, manifest, ArchiveError};
+use crate::config::TableSpec;
+
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub user_id: i64,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SearchSummary {
+    pub periods_searched: usize,
+    pub files: usize,
+    pub row_groups: usize,
+    pub row_groups_read: usize,
+    pub row_groups_skipped_by_statistics: usize,
+    pub row_groups_skipped_by_bloom_filter: usize,
+    pub rows: usize,
+    pub truncated: bool,
+    pub millis: u64,
+}
+
+pub async fn search(
+    client: &Client,
+    spec: &TableSpec,
+    q: &SearchQuery,
+    emit: &mut dyn FnMut(Value),
+) -> Result<SearchSummary, ArchiveError> {
+    let started = Instant::now();
+    let store = super::store_of(spec)?;
+    let dir = table_dir(spec);
+    let mut s = SearchSummary::default();
+    let records = catalog::records(client, spec).await?;
+    for r in records.iter().filter(|r| {
+        q.from.is_none_or(|f| r.period_end > f) && q.to.is_none_or(|t| r.period_start < t)
+    }) {
+        if s.rows >= q.limit {
+            s.truncated = true;
+            break;
+        }
+        let Some(m) = manifest::load(&store, &dir, &r.period).await? else {
+            continue;
+        };
+        s.periods_searched += 1;
+        for f in &m.files {
+            let data = store.get(&f.key).await?.ok_or_else(|| {
+                ArchiveError::Mismatch(format!("{} is missing from the store", f.key))
+            })?;
+            s.files += 1;
+            search_file(spec, &f.key, data, &m.schema, q, &mut s, emit)?;
+            if s.rows >= q.limit {
+                break;
+            }
+        }
+    }
+    s.millis = started.elapsed().as_millis() as u64;
+    Ok(s)
+}
+
+fn search_file(
+    spec: &TableSpec,
+    key: &str,
+    data: bytes::Bytes,
+    cols: &[Column],
+    q: &SearchQuery,
+    s: &mut SearchSummary,
+    emit: &mut dyn FnMut(Value),
+) -> Result<(), ArchiveError> {
+    let idx = |name: &str| cols.iter().position(|c| c.name == name);
+    let user = idx("user_id").ok_or_else(|| ArchiveError::Parquet {
+        key: key.into(),
+        message: "no user_id column".into(),
+    })?;
+    let action = idx("action");
+    let time = idx(spec.time_column.as_str());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_err(key))?;
+    let meta = builder.metadata().clone();
+    let mut groups = Vec::new();
+    for g in 0..meta.num_row_groups() {
+        s.row_groups += 1;
+        let rg = meta.row_group(g);
+        let stat_ok = int_range(rg.column(user).statistics())
+            .is_none_or(|(lo, hi)| lo <= q.user_id && q.user_id <= hi)
+            && time.is_none_or(|t| {
+                int_range(rg.column(t).statistics()).is_none_or(|(lo, hi)| {
+                    q.from.is_none_or(|f| hi >= f.timestamp_micros())
+                        && q.to.is_none_or(|to| lo < to.timestamp_micros())
+                })
+            });
+        if !stat_ok {
+            s.row_groups_skipped_by_statistics += 1;
+            continue;
+        }
+        let user_bloom = builder
+            .get_row_group_column_bloom_filter(g, user)
+            .map_err(parquet_err(key))?;
+        let mut maybe = user_bloom.is_none_or(|b| b.check(&q.user_id));
+        if let (Some(a), Some(want)) = (action, &q.action) {
+            let bloom = builder
+                .get_row_group_column_bloom_filter(g, a)
+                .map_err(parquet_err(key))?;
+            maybe = maybe && bloom.is_none_or(|b| b.check(want.as_str()));
+        }
+        if !maybe {
+            s.row_groups_skipped_by_bloom_filter += 1;
+            continue;
+        }
+        groups.push(g);
+    }
+    s.row_groups_read += groups.len();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let reader = builder
+        .with_row_groups(groups)
+        .build()
+        .map_err(parquet_err(key))?;
+    for batch in reader {
+        let batch = batch.map_err(parquet_err(key))?;
+        for row in 0..batch.num_rows() {
+            if s.rows >= q.limit {
+                s.truncated = true;
+                return Ok(());
+            }
+            if matches(&batch, row, user, action, time, q) {
+                emit(row_json(&batch, row, cols));
+                s.rows += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn int_range(st: Option<&Statistics>) -> Option<(i64, i64)> {
+    match st? {
+        Statistics::Int64(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+        _ => None,
+    }
+}
+
+fn matches(
+    b: &RecordBatch,
+    row: usize,
+    user: usize,
+    action: Option<usize>,
+    time: Option<usize>,
+    q: &SearchQuery,
+) -> bool {
+    let u = b.column(user);
+    if u.is_null(row) || u.as_primitive::<Int64Type>().value(row) != q.user_id {
+        return false;
+    }
+    if let (Some(a), Some(want)) = (action, &q.action) {
+        let col = b.column(a);
+        if col.is_null(row) || col.as_string::<i32>().value(row) != want {
+            return false;
+        }
+    }
+    if let Some(t) = time {
+        let col = b.column(t);
+        if col.is_null(row) {
+            return q.from.is_none() && q.to.is_none();
+        }
+        let v = col.as_primitive::<TimestampMicrosecondType>().value(row);
+        if q.from.is_some_and(|f| v < f.timestamp_micros())
+            || q.to.is_some_and(|to| v >= to.timestamp_micros())
+        {
+            return false;
+        }
+    }
+    true
+}
+
+fn row_json(b: &RecordBatch, row: usize, cols: &[Column]) -> Value {
+    let mut m = Map::new();
+    for (i, c) in cols.iter().enumerate() {
+        let a = b.column(i);
+        let v = if a.is_null(row) {
+            Value::Null
+        } else {
+            match c.kind {
+                Kind::Int64 => Value::from(a.as_primitive::<Int64Type>().value(row)),
+                Kind::Timestamp => {
+                    let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
+                    DateTime::from_timestamp_micros(v)
+                        .map(|t| {
+                            Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                        })
+                        .unwrap_or(Value::Null)
+                }
+                Kind::Json => {
+                    let text = a.as_string::<i32>().value(row);
+                    serde_json::from_str(text).unwrap_or_else(|_| Value::from(text))
+                }
+                Kind::Text => Value::from(a.as_string::<i32>().value(row)),
+            }
+        };
+        m.insert(c.name.clone(), v);
+    }
+    Value::Object(m)
+}
