@@ -7,6 +7,8 @@
 # Prints the writers' stall (per-transaction latency minus pgbench's
 # schedule lag, `-l` log columns 3 and 7) during maintain: max, p99.9, p99;
 # the failed inserts; and row counts before/after (each row exactly once).
+# First the same writers run alone for BASELINE_SECONDS (15): their stall
+# then is the machine's (disk flushes, scheduler), to read the rest against.
 #
 #   cargo build --release && STRATA_HOME=/tmp/movebench bash bench/default_move.sh [ROWS] [RATE] [BIN]
 #
@@ -46,6 +48,9 @@ SELECT (random() * 50000)::int8,
        timestamptz '2026-01-01 00:00:00+00' + ((g - 1)::float8 / $ROWS) * interval '365 days'
   FROM generate_series(1, $ROWS) g;
 VACUUM ANALYZE public.audit_logs;
+-- The load's dirty pages are flushed now, not by a checkpoint in the middle
+-- of the measured window (a checkpoint strata's own copy causes still counts).
+CHECKPOINT;
 SQL
 psql -Atq "$URL" -c "SELECT 'default partition: ' || count(*) || ' rows over ' || count(DISTINCT date_trunc('month', created_at AT TIME ZONE 'UTC')) || ' months, ' || pg_size_pretty(pg_total_relation_size('audit_logs_default')) FROM audit_logs_default"
 
@@ -60,6 +65,11 @@ echo "== pgbench: $RATE inserts/s into those months"
 (cd "$WORK" && exec "$PGBIN/pgbench" -n -c 8 -j 2 -R "$RATE" -T 100000 -l --log-prefix=pgblog -f insert.sql "$URL" >"$WORK/pgbench.out" 2>&1) &
 PGBENCH=$!
 sleep 5
+# The same writers with nothing else running: what this machine's disk and
+# scheduler do to them anyway, to read the stall during maintain against.
+b0=$(date +%s.%N)
+sleep "${BASELINE_SECONDS:-15}"
+b1=$(date +%s.%N)
 
 echo "== strata maintain"
 t0=$(date +%s.%N)
@@ -78,7 +88,12 @@ cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \
     '{ end = $5 + $6 / 1e6; if (end >= a && end <= b + 1) printf "%.3f\n", ($3 - $7) / 1000 }' \
     | sort -n >"$WORK/during.txt"
 n=$(wc -l <"$WORK/during.txt")
-pct() { awk -v n="$n" -v p="$1" 'NR == (int(n * p) > 0 ? int(n * p) : 1) { print $1 }' "$WORK/during.txt"; }
+cat "$WORK"/pgblog.* | awk -v a="$b0" -v b="$b1" \
+    '{ end = $5 + $6 / 1e6; if (end >= a && end <= b) printf "%.3f\n", ($3 - $7) / 1000 }' \
+    | sort -n >"$WORK/baseline.txt"
+pct() { awk -v n="$n" -v p="$1" 'NR == (int(n * p) > 0 ? int(n * p) : 1) { print $1 }' "${2:-$WORK/during.txt}"; }
+bn=$(wc -l <"$WORK/baseline.txt")
+echo "baseline ($(echo "$b1 - $b0" | bc | cut -c1-5) s before maintain, $bn inserts): stall p99 $(n=$bn pct 0.99 "$WORK/baseline.txt") ms, p99.9 $(n=$bn pct 0.999 "$WORK/baseline.txt") ms, max $(tail -1 "$WORK/baseline.txt") ms"
 echo "inserts during maintain: $n; stall p50 $(pct 0.5) ms, p99 $(pct 0.99) ms, p99.9 $(pct 0.999) ms, max $(tail -1 "$WORK/during.txt") ms"
 # The five longest stalls and when they ended (UTC), to match against RUST_LOG=strata=info output.
 cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \

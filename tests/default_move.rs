@@ -697,3 +697,81 @@ async fn a_default_partition_with_grants_of_its_own_is_not_swapped() {
     assert!(granted);
     assert_clean(&c).await;
 }
+
+/// Issue 15, finding 8: a long move says how far it got, a line per batch
+/// with the rate and an ETA, and `--json` output stays one JSON document.
+#[tokio::test]
+async fn a_batched_move_prints_a_line_per_batch_and_json_stays_clean() {
+    let db = TestDb::migrated().await;
+    let c = db.client().await;
+    fill(&c, 3000).await;
+    let config = config_file("spring-progress.toml", SPRING);
+    let out = strata_cmd(&db)
+        .args(["--config", &config, "maintain", "--now", "2025-04-15"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    let march: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                "copying into public.audit_logs_2025_03 out of public.audit_logs_default: block ",
+            )
+        })
+        .collect();
+    assert!(
+        march.len() >= 3,
+        "a line per batch of 400 rows out of ~1,500:\n{stdout}"
+    );
+    // block done/total: rising, ending at the total with 100%.
+    let blocks: Vec<(u64, u64)> = march
+        .iter()
+        .map(|l| {
+            let b = l.split("block ").nth(1).unwrap().split(' ').next().unwrap();
+            let (done, total) = b.split_once('/').unwrap();
+            (
+                done.replace(',', "").parse().unwrap(),
+                total.replace(',', "").parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(blocks.windows(2).all(|w| w[0].0 < w[1].0), "{blocks:?}");
+    let (last_done, total) = *blocks.last().unwrap();
+    assert_eq!(last_done, total, "{stdout}");
+    assert!(march.last().unwrap().contains("(100%)"), "{stdout}");
+    assert!(
+        march.iter().all(|l| l.contains(" rows/s, ETA ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reconciling 3 staging table(s) with writes to public.audit_logs_default"),
+        "the phases are said too (two months and the rest):\n{stdout}"
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ONLY audit_logs_default").await,
+        0
+    );
+
+    // The same with --json on a fresh copy: nothing but the document.
+    let db = TestDb::migrated().await;
+    fill(&db.client().await, 3000).await;
+    let out = strata_cmd(&db)
+        .args([
+            "--config",
+            &config,
+            "--json",
+            "maintain",
+            "--now",
+            "2025-04-15",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert!(
+        v["results"].as_array().is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
+}

@@ -5,17 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Auth, Reader};
 use super::error::{ApiResult, AppError, AppJson, AppQuery, ErrorBody};
-use super::events::Event;
 use super::maintenance::JobAccepted;
 use super::AppState;
-use crate::ops::{Op, OpError, Origin};
+use crate::ops::{Op, OpError};
 use crate::seal::SealOp;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,52 +72,31 @@ async fn verify(
     State(state): State<AppState>,
     AppJson(req): AppJson<VerifyRequest>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
-    let result = async {
-        let spec = spec(&state, req.table_name.as_deref())?;
-        if let Some(p) = &req.period {
-            crate::seal::parse_period(p)
-                .map_err(|e| AppError::bad_request("invalid_period", e.to_string()))?;
-        }
-        let op = Op::Seal(SealOp::Verify {
-            table: Some(spec.name.to_string()),
-            period: req.period.clone(),
-        });
-        let client = state.pool.get().await?;
-        let origin = Origin::Api {
-            token: auth.principal.name.clone(),
-        };
-        Ok::<_, AppError>(state.jobs.start(client, &state.config, op, origin).await?)
+    if let Some(p) = &req.period {
+        crate::seal::parse_period(p)
+            .map_err(|e| AppError::bad_request("invalid_period", e.to_string()))?;
     }
-    .await;
-    let mut event = Event::for_request(
+    // An unknown name is refused inside `start`, which records the refusal.
+    let name = match &req.table_name {
+        Some(name) => name.clone(),
+        None => spec(&state, None)?.name.display_unquoted(),
+    };
+    let period = req.period.clone();
+    super::maintenance::start(
+        &state,
+        &auth.principal,
         &auth.ctx,
-        "admin.seal_verify",
-        auth.principal.token_id,
-        json!({"table_name": req.table_name, "period": req.period, "token_name": auth.principal.name}),
-    );
-    event.resource_type = Some("job");
-    match &result {
-        Ok((id, _)) => {
-            event.resource_id = Some(*id);
-            event.details["job_id"] = json!(id);
-        }
-        Err(e) => {
-            event.status = "failure";
-            event.severity = "warning";
-            event.details["refused"] = json!(e.to_string());
-        }
-    }
-    state.events.record(event).await;
-    let (job_id, target) = result?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(JobAccepted {
-            job_id,
-            kind: "seal_verify".into(),
-            target,
-            status_url: format!("/admin/jobs/{job_id}"),
-        }),
-    ))
+        &name,
+        true,
+        |target| {
+            Op::Seal(SealOp::Verify {
+                table: Some(target.spec.name.to_string()),
+                period,
+            })
+        },
+        "seal_verify",
+    )
+    .await
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

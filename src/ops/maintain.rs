@@ -182,10 +182,12 @@ async fn apply_native(
             message: format!("plan: {}", partition::describe(step)),
         });
     }
-    let report = partition::apply(client, spec, &steps, &config.maintenance, |r| {
-        progress(&Progress::Line {
-            message: step_line(r),
-        })
+    let report = partition::apply(client, spec, &steps, &config.maintenance, |a| {
+        let message = match a {
+            partition::Applied::Step(r) => step_line(r),
+            partition::Applied::Note(m) => m,
+        };
+        progress(&Progress::Line { message })
     })
     .await?;
     out.failed = report.failed();

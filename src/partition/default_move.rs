@@ -33,6 +33,7 @@ use super::period::sql_timestamp;
 use super::PartitionError;
 use crate::config::TableSpec;
 use crate::db::{literal, DbError, Ident, IdentError, LockPolicy, QualifiedName, Statement};
+use crate::format;
 
 /// Table comment that marks a staging table as strata's own.
 pub const STAGING_MARK: &str = "strata staging partition";
@@ -54,6 +55,11 @@ pub enum Existing {
     /// Something else already has the name.
     Other,
 }
+
+/// Where a long move says how far it got: a line per batch copied (rate
+/// and ETA) and one per phase. The CLI prints them; jobs run by the API and
+/// the scheduler drop them.
+pub type Notes<'a> = &'a mut (dyn FnMut(String) + Send);
 
 pub async fn existing(client: &Client, name: &QualifiedName) -> Result<Existing, DbError> {
     let row = client
@@ -479,8 +485,9 @@ async fn prepare(
     policy: &LockPolicy,
     batch_rows: u64,
     resume: bool,
+    notes: Notes<'_>,
 ) -> Result<ChangeLog, PartitionError> {
-    let log = copy_into_staging(client, mv, policy, batch_rows, resume).await?;
+    let log = copy_into_staging(client, mv, policy, batch_rows, resume, notes).await?;
     start_change_logs(client, &[(mv, &log)], policy).await?;
     reconcile(client, mv, &log).await?;
     Ok(log)
@@ -493,6 +500,7 @@ async fn copy_into_staging(
     policy: &LockPolicy,
     batch_rows: u64,
     resume: bool,
+    notes: Notes<'_>,
 ) -> Result<ChangeLog, PartitionError> {
     if !resume {
         let what = format!("staging {}", mv.name.display_unquoted());
@@ -505,12 +513,45 @@ async fn copy_into_staging(
     let (blocks, rows_per_block) = default_blocks(client, mv.default).await?;
     let step_blocks = ((batch_rows as f64 / rows_per_block.max(1.0)) as i64).max(1);
     let (mut first, mut copied) = (0, 0);
+    let default = mv.default.display_unquoted();
     while first < blocks {
         copied += mv.copy_blocks(client, first, first + step_blocks).await?;
-        first += step_blocks;
+        first = (first + step_blocks).min(blocks);
+        notes(copy_line(
+            &partition,
+            &default,
+            first,
+            blocks,
+            copied,
+            started.elapsed(),
+        ));
     }
     tracing::info!(%partition, copied, ms = started.elapsed().as_millis() as u64, "copied out of the default partition");
     Ok(log)
+}
+
+/// `copying into audit_logs_2026_03 out of audit_logs_default: block
+/// 1,200/5,000 (24%), 12,345 rows, 8,000 rows/s, ETA 12s`. The ETA is by
+/// blocks: the rows a block holds for this range are not known up front.
+fn copy_line(
+    partition: &str,
+    default: &str,
+    done: i64,
+    blocks: i64,
+    copied: u64,
+    elapsed: Duration,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let left = (blocks - done).max(0) as f64 * secs / done.max(1) as f64;
+    format!(
+        "copying into {partition} out of {default}: block {}/{} ({}%), {} rows, {} rows/s, ETA {}",
+        format::count(done as u64),
+        format::count(blocks as u64),
+        done * 100 / blocks.max(1),
+        format::count(copied),
+        format::count((copied as f64 / secs) as u64),
+        format::duration(Duration::from_secs_f64(left)),
+    )
 }
 
 /// Step 3's triggers, for all the moves in one transaction: each CREATE
@@ -585,8 +626,13 @@ pub async fn run(
     policy: &LockPolicy,
     batch_rows: u64,
     resume: bool,
+    notes: Notes<'_>,
 ) -> Result<(), PartitionError> {
-    let log = prepare(client, mv, policy, batch_rows, resume).await?;
+    let log = prepare(client, mv, policy, batch_rows, resume, &mut *notes).await?;
+    notes(format!(
+        "catching up with writes to {} since the copy",
+        mv.default.display_unquoted()
+    ));
     catch_up_all(client, &[(mv, &log)]).await?;
     let finish = format!(
         "moving rows of {} out of {}",
@@ -704,20 +750,26 @@ pub async fn run_swap(
     rest: &Move<'_>,
     policy: &LockPolicy,
     batch_rows: u64,
+    notes: Notes<'_>,
 ) -> Result<(), PartitionError> {
     let mut logs = Vec::with_capacity(ranges.len() + 1);
     for (mv, resume) in ranges.iter().zip(resume) {
-        logs.push(copy_into_staging(client, mv, policy, batch_rows, *resume).await?);
+        logs.push(copy_into_staging(client, mv, policy, batch_rows, *resume, &mut *notes).await?);
     }
     let rest_resume = match existing(client, rest.name).await? {
         Existing::None => false,
         Existing::Staging => true,
         Existing::Other => return Err(PartitionError::NameTaken(rest.name.display_unquoted())),
     };
-    logs.push(copy_into_staging(client, rest, policy, batch_rows, rest_resume).await?);
+    logs.push(copy_into_staging(client, rest, policy, batch_rows, rest_resume, &mut *notes).await?);
     let all: Vec<&Move<'_>> = ranges.iter().chain(std::iter::once(rest)).collect();
     let pairs: Vec<(&Move<'_>, &ChangeLog)> = all.iter().copied().zip(logs.iter()).collect();
     start_change_logs(client, &pairs, policy).await?;
+    notes(format!(
+        "reconciling {} staging table(s) with writes to {} since the copy",
+        pairs.len(),
+        rest.default.display_unquoted()
+    ));
     for (mv, log) in &pairs {
         reconcile(client, mv, log).await?;
     }
@@ -750,13 +802,17 @@ async fn finish_swap(
     let started = Instant::now();
     match finish_swap_body(client, moves).await {
         Ok(laps) => {
+            let body_ms = started.elapsed().as_secs_f64() * 1e3;
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(DbError::query("committing the swap transaction"))?;
+            // Logged apart from the body: a slow commit (WAL flush behind a
+            // checkpoint) is the disk's, not the swap's, and tuning differs.
             tracing::info!(
                 partitions = moves.len() - 1,
                 total_ms = started.elapsed().as_secs_f64() * 1e3,
+                body_ms,
                 steps = ?laps,
                 "swapped the default partition"
             );

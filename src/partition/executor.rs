@@ -21,6 +21,14 @@ pub struct StepResult {
     pub error: Option<String>,
 }
 
+/// What [`apply`] says as it goes.
+pub enum Applied<'a> {
+    /// A step ended (each step of a swap ends with it).
+    Step(&'a StepResult),
+    /// How far a long step got: a batch copied, a phase begun.
+    Note(String),
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ApplyReport {
     pub results: Vec<StepResult>,
@@ -132,7 +140,7 @@ pub async fn apply(
     spec: &TableSpec,
     steps: &[Step],
     maintenance: &MaintenanceConfig,
-    mut progress: impl FnMut(&StepResult),
+    mut progress: impl FnMut(Applied<'_>) + Send,
 ) -> Result<ApplyReport, PartitionError> {
     let lock = super::table_lock(&spec.name);
     if !db::try_advisory_lock(client, &lock).await? {
@@ -176,7 +184,7 @@ async fn apply_locked(
     spec: &TableSpec,
     steps: &[Step],
     maintenance: &MaintenanceConfig,
-    progress: &mut impl FnMut(&StepResult),
+    progress: &mut (impl FnMut(Applied<'_>) + Send),
 ) -> Result<ApplyReport, PartitionError> {
     let snap = catalog::snapshot(client, spec).await?;
     let ctx = Context {
@@ -202,7 +210,8 @@ async fn apply_locked(
                 continue;
             }
             let started = Instant::now();
-            let error = match run_swap(client, &ctx, steps, &swap).await {
+            let mut notes = |m: String| progress(Applied::Note(m));
+            let error = match run_swap(client, &ctx, steps, &swap, &mut notes).await {
                 Ok(()) => None,
                 Err(e) => Some(describe_error(client, spec, e).await),
             };
@@ -213,13 +222,14 @@ async fn apply_locked(
                     millis: started.elapsed().as_millis(),
                     error: error.clone(),
                 };
-                progress(&result);
+                progress(Applied::Step(&result));
                 report.results.push(result);
             }
             continue;
         }
         let started = Instant::now();
-        let error = match run_step(client, &ctx, step).await {
+        let mut notes = |m: String| progress(Applied::Note(m));
+        let error = match run_step(client, &ctx, step, &mut notes).await {
             Ok(()) => None,
             Err(e) => Some(describe_error(client, spec, e).await),
         };
@@ -229,7 +239,7 @@ async fn apply_locked(
             millis: started.elapsed().as_millis(),
             error,
         };
-        progress(&result);
+        progress(Applied::Step(&result));
         report.results.push(result);
     }
     Ok(report)
@@ -310,6 +320,7 @@ async fn run_swap(
     ctx: &Context<'_>,
     steps: &[Step],
     group: &[usize],
+    notes: default_move::Notes<'_>,
 ) -> Result<(), PartitionError> {
     let default = ctx
         .default
@@ -358,6 +369,7 @@ async fn run_swap(
         &rest,
         &ctx.maintenance.lock,
         ctx.maintenance.move_batch_rows,
+        notes,
     )
     .await
 }
@@ -372,7 +384,12 @@ async fn retried(
     policy.run(what, move || run_statements(client, sql)).await
 }
 
-async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(), PartitionError> {
+async fn run_step(
+    client: &Client,
+    ctx: &Context<'_>,
+    step: &Step,
+    notes: default_move::Notes<'_>,
+) -> Result<(), PartitionError> {
     let policy = &ctx.maintenance.lock;
     let what = describe(step);
     invalidate_rollups(client, ctx, step).await?;
@@ -436,7 +453,15 @@ async fn run_step(client: &Client, ctx: &Context<'_>, step: &Step) -> Result<(),
         pk: &ctx.pk,
     };
     let resume = staged == default_move::Existing::Staging;
-    default_move::run(client, &mv, policy, ctx.maintenance.move_batch_rows, resume).await
+    default_move::run(
+        client,
+        &mv,
+        policy,
+        ctx.maintenance.move_batch_rows,
+        resume,
+        notes,
+    )
+    .await
 }
 
 /// Partition DDL fires no DML trigger, so the rows a step removes (or moves

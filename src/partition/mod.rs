@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 pub use catalog::{insertable_columns, list, parse_bound, resolve_parent, snapshot, PartitionInfo};
-pub use executor::{apply, describe, run_statements, step_sql, ApplyReport, StepResult};
+pub use executor::{apply, describe, run_statements, step_sql, Applied, ApplyReport, StepResult};
 pub use planner::{
     plan, plan_with, wanted_periods, Bound, Clock, Conflict, DetachedPartition, ExistingPartition,
     Plan, Snapshot, Step,
@@ -113,7 +113,7 @@ pub async fn maintain(
     spec: &TableSpec,
     now: DateTime<Utc>,
     maintenance: &MaintenanceConfig,
-    progress: impl FnMut(&StepResult),
+    progress: impl FnMut(Applied<'_>) + Send,
 ) -> Result<(Plan, ApplyReport), PartitionError> {
     register(client, spec).await?;
     if spec.backend == Backend::Partman {
