@@ -581,3 +581,58 @@ async fn summary_reads_the_rollup_and_agrees_with_the_table() {
     assert_eq!(v["total"], base_total, "{v}");
     assert_eq!(v["read_from"]["source"], "rollup", "{v}");
 }
+
+/// Partitions that maintain makes get the invalidation triggers in the same
+/// run, so a write straight into one of them is heard (before, they waited
+/// for the next apply or refresh).
+#[tokio::test]
+async fn partitions_made_by_maintain_get_the_triggers_at_once() {
+    let db = seeded(200).await;
+    let mut client = db.client().await;
+    refresh(&mut client, &config(None)).await;
+    let before = count_in(
+        &client,
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_logs'::regclass",
+    )
+    .await;
+    let text = "[[table]]\nname = \"audit_logs\"\nstart = \"2025-01-01\"\npremake = 10\n";
+    let cfg = config(Some(text));
+    run(&mut client, &cfg, Op::ConfigApply { table: None }).await;
+    run(
+        &mut client,
+        &cfg,
+        Op::Maintain(ops::MaintainOptions {
+            yes: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let after = count_in(
+        &client,
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'audit_logs'::regclass",
+    )
+    .await;
+    assert!(
+        after > before,
+        "premake 10 made partitions ({before} -> {after})"
+    );
+    let bare = client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'audit_logs'::regclass AND c.relkind = 'r'
+                AND (SELECT count(*) FROM pg_trigger t
+                      WHERE t.tgrelid = c.oid AND t.tgname LIKE 'strata_rollup_%') <> 4
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>();
+    assert!(
+        bare.is_empty(),
+        "partitions without the four triggers: {bare:?}"
+    );
+    assert_exact(&client, DEFAULT_VIEWS, "after maintain made partitions").await;
+}

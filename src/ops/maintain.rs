@@ -111,13 +111,24 @@ pub async fn run(
         partman_version: None,
     };
     if spec.backend == Backend::Partman {
-        // pg_partman decides what to create and retain from the server clock.
+        // pg_partman decides what to create and retain from the server clock,
+        // and drops inside run_maintenance, where no rollup hears of it: what
+        // it may drop (all before now - retention) is invalidated first.
+        if let Some(r) = spec.retention {
+            let horizon: DateTime<Utc> = client
+                .query_one("SELECT now() - $1::text::interval", &[&r.to_string()])
+                .await
+                .map_err(crate::db::DbError::query("computing the retention horizon"))?
+                .get(0);
+            crate::rollup::invalidate_range(&*client, &spec.name, None, Some(horizon)).await?;
+        }
         let pm = partition::partman::maintain(client, spec, &config.maintenance.lock).await?;
         out.backend = "partman";
         out.partman_version = Some(pm.version);
     } else {
         apply_native(client, config, spec, o, real, &mut out, progress).await?;
     }
+    crate::rollup::cover_new_partitions(client, spec, &config.maintenance.lock).await?;
     // After failed steps the table is contended: an ANALYZE would only wait
     // for the same locks. The next run does it.
     if !o.create_only && out.failed == 0 {

@@ -28,3 +28,4 @@ pub use layout::Layout;
 pub use list::{list, RollupStatus};
 pub use refresh::{refresh, RefreshOutcome, RollupRefreshed};
 pub use summary::{severity_counts, SeverityCount, Source};
+pub use triggers::cover_new_partitions;

@@ -3,8 +3,8 @@
 //! Statement triggers on the partitioned parent see the rows of every
 //! partition through their transition tables, but a write made directly to
 //! a partition fires only that partition's own statement triggers; so each
-//! partition gets the same set (partitions made later get theirs at the
-//! next apply or refresh, and strata makes partitions months ahead).
+//! partition gets the same set; partitions made later get theirs when the
+//! maintain run that made them ends ([`cover_new_partitions`]).
 //! Foreign partitions (archives) are read-only and get none.
 
 use tokio_postgres::Client;
@@ -112,4 +112,28 @@ pub async fn ensure(
         }
     }
     Ok(created)
+}
+
+/// After partitions were made (by strata's executor or by pg_partman): gives
+/// them the set if the table has rollups, so a write straight into a new
+/// partition invalidates like any other. A table without rollups has no
+/// trigger on its parent and is left alone.
+pub async fn cover_new_partitions(
+    client: &Client,
+    spec: &TableSpec,
+    policy: &LockPolicy,
+) -> Result<usize, DbError> {
+    let has_rollups: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                             WHERE tgrelid = $1::text::regclass AND tgname = 'strata_rollup_insert')",
+            &[&spec.name.to_string()],
+        )
+        .await
+        .map_err(DbError::query("looking for the rollup triggers"))?
+        .get(0);
+    if !has_rollups {
+        return Ok(0);
+    }
+    ensure(client, spec, policy).await
 }
