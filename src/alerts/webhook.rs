@@ -149,6 +149,7 @@ pub async fn run(
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "?".into());
     let mut tracker = Tracker::default();
+    let mut round: u64 = 0;
     let mut tick = tokio::time::interval(a.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -170,7 +171,17 @@ pub async fn run(
                 continue;
             }
         };
-        for event in tracker.observe(&report, &source) {
+        round += 1;
+        let events = tracker.observe(&report, &source);
+        if round == 1 {
+            tracing::info!(
+                checks = report.checks.len(),
+                not_ok = events.len(),
+                "alerts: first evaluation; checks not ok are reported, ok ones are not"
+            );
+        }
+        tracing::debug!(round, changes = events.len(), "alerts: checks evaluated");
+        for event in events {
             tracing::info!(check = %event.check, table = ?event.table, old = ?event.old_status,
                 new = %event.new_status, id = %event.id, "alerts: status changed");
             if let Err(e) = tx.try_send(event) {

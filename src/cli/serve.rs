@@ -26,6 +26,12 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         tls,
         ..ServeOptions::default()
     };
+    // Read before serving: a webhook secret file that cannot be read stops
+    // the start, not the first alert.
+    let webhook_key = match &config.alerts.secret {
+        Some(secret) if config.alerts.webhook_url.is_some() => Some(secret.read()?),
+        _ => None,
+    };
     let pool = api::pool_with(&target.url, &options)?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -52,12 +58,6 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
             }
         })
     });
-    // Read before serving: a webhook secret file that cannot be read stops
-    // the start, not the first alert.
-    let webhook_key = match &config.alerts.secret {
-        Some(secret) if config.alerts.webhook_url.is_some() => Some(secret.read()?),
-        _ => None,
-    };
     let state = api::AppState::new(pool, config, options);
     let alerts = webhook_key.map(|key| {
         let (pool, config, metrics) = (
