@@ -578,6 +578,77 @@ pub struct Config {
     pub tables_explicit: bool,
     /// `seal_after`, `seal_key_file`, `seal_anchor_to`.
     pub seal: SealConfig,
+    /// `[alerts]`: the signed webhook `strata serve` posts status changes to.
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]` (README "Alerts"): `strata serve` evaluates the health checks
+/// every `interval` and posts each status change to `webhook_url`, signed
+/// with HMAC-SHA256 of the body under the secret.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertsConfig {
+    /// `None`: no webhook (the checks still feed `/metrics`).
+    pub webhook_url: Option<String>,
+    /// Never serialized: the secret stays out of any printed configuration.
+    #[serde(skip)]
+    pub secret: Option<WebhookSecret>,
+    pub interval: Duration,
+    /// Deliveries of one event at most (the first one included).
+    pub attempts: u32,
+    /// Wait before the first retry; doubled after each.
+    pub retry_backoff: Duration,
+    /// One delivery attempt may take this long.
+    pub timeout: Duration,
+}
+
+/// Where the webhook's signing key comes from.
+#[derive(Clone, PartialEq)]
+pub enum WebhookSecret {
+    Inline(String),
+    /// Read when `strata serve` starts; surrounding whitespace is trimmed.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebhookSecret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            WebhookSecret::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+impl WebhookSecret {
+    /// The key bytes.
+    pub fn read(&self) -> Result<Vec<u8>, ConfigError> {
+        let text = match self {
+            WebhookSecret::Inline(s) => s.clone(),
+            WebhookSecret::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.clone(),
+                    source: e,
+                })?
+            }
+        };
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(invalid("alerts.webhook_secret", "is empty"));
+        }
+        Ok(key.as_bytes().to_vec())
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: None,
+            secret: None,
+            interval: Duration::from_secs(60),
+            attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Sealed months (docs/seals.md).
@@ -649,6 +720,7 @@ impl Default for Config {
             source: None,
             tables_explicit: false,
             seal: SealConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -717,6 +789,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    alerts: RawAlerts,
     seal_after: Option<String>,
     seal_key_file: Option<String>,
     seal_anchor_to: Option<String>,
@@ -776,6 +850,18 @@ struct RawApi {
     bind: Option<String>,
     accept_past: Option<String>,
     accept_future: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secret_file: Option<String>,
+    interval: Option<String>,
+    attempts: Option<i64>,
+    retry_backoff: Option<String>,
+    timeout: Option<String>,
 }
 
 /// Numbers are kept as TOML values so that `1.6e9` and `1600000000` both
@@ -989,6 +1075,7 @@ impl Config {
             source: None,
             tables_explicit,
             seal,
+            alerts: validate_alerts(raw.alerts)?,
         })
     }
 
@@ -1658,6 +1745,90 @@ fn validate_health(mut h: RawHealth) -> Result<HealthThresholds, ConfigError> {
     Ok(t)
 }
 
+fn validate_alerts(a: RawAlerts) -> Result<AlertsConfig, ConfigError> {
+    let mut c = AlertsConfig::default();
+    let duration = |key: &str,
+                    value: Option<&str>,
+                    min: Duration|
+     -> Result<Option<Duration>, ConfigError> {
+        let Some(s) = value else { return Ok(None) };
+        match parse_duration(s) {
+            Some(d) if d >= min => Ok(Some(d)),
+            Some(_) => Err(invalid(
+                key,
+                format!("{s:?} is too short; the least is {}ms", min.as_millis()),
+            )),
+            None => Err(invalid(
+                key,
+                format!("{s:?} is not a duration; expected e.g. \"60s\", \"5min\" or \"500ms\""),
+            )),
+        }
+    };
+    let ms = Duration::from_millis;
+    if let Some(d) = duration("alerts.interval", a.interval.as_deref(), ms(100))? {
+        c.interval = d;
+    }
+    if let Some(d) = duration("alerts.retry_backoff", a.retry_backoff.as_deref(), ms(10))? {
+        c.retry_backoff = d;
+    }
+    if let Some(d) = duration("alerts.timeout", a.timeout.as_deref(), ms(100))? {
+        c.timeout = d;
+    }
+    if let Some(n) = a.attempts {
+        if !(1..=20).contains(&n) {
+            return Err(invalid(
+                "alerts.attempts",
+                format!("{n} is out of range; expected 1 to 20"),
+            ));
+        }
+        c.attempts = n as u32;
+    }
+    c.secret = match (a.webhook_secret, a.webhook_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "alerts.webhook_secret",
+                "give webhook_secret or webhook_secret_file, not both",
+            ))
+        }
+        (Some(s), None) if s.trim().is_empty() => {
+            return Err(invalid("alerts.webhook_secret", "is empty"))
+        }
+        (Some(s), None) => Some(WebhookSecret::Inline(s)),
+        (None, Some(f)) if f.trim().is_empty() => {
+            return Err(invalid(
+                "alerts.webhook_secret_file",
+                "is empty; give the path of a file holding the secret",
+            ))
+        }
+        (None, Some(f)) => Some(WebhookSecret::File(PathBuf::from(f))),
+        (None, None) => None,
+    };
+    if let Some(url) = a.webhook_url {
+        let scheme_ok = url
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty());
+        if !scheme_ok || reqwest::Url::parse(&url).is_err() {
+            return Err(invalid(
+                "alerts.webhook_url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+        if c.secret.is_none() {
+            return Err(invalid(
+                "alerts.webhook_url",
+                "needs webhook_secret or webhook_secret_file: every event is signed",
+            ));
+        }
+        c.webhook_url = Some(url);
+    } else if c.secret.is_some() {
+        return Err(invalid(
+            "alerts.webhook_secret",
+            "is set but webhook_url is not; give the URL events are posted to",
+        ));
+    }
+    Ok(c)
+}
+
 /// `[api] accept_past` / `accept_future`: `"30d"`, `"5min"`, `"12h"`.
 fn api_window(key: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
     let Some(s) = value else { return Ok(None) };
@@ -1906,6 +2077,48 @@ mod tests {
             e.contains("STRATA_HEALTH_LOCK_WAIT_CRITICAL_SECONDS"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn alerts_keys_are_validated_by_name() {
+        let c = Config::from_toml(
+            "[alerts]\nwebhook_url = \"https://hooks.example/strata\"\nwebhook_secret = \"k\"\ninterval = \"30s\"\nattempts = 3",
+        )
+        .unwrap();
+        assert_eq!(
+            c.alerts.webhook_url.as_deref(),
+            Some("https://hooks.example/strata")
+        );
+        assert_eq!(c.alerts.interval, Duration::from_secs(30));
+        assert_eq!(c.alerts.attempts, 3);
+        assert_eq!(c.alerts.secret.as_ref().unwrap().read().unwrap(), b"k");
+        assert!(!format!("{:?}", c.alerts).contains("\"k\""));
+        assert_eq!(Config::default().alerts.webhook_url, None);
+        let e = err("[alerts]\nwebhook_urll = \"http://x\"");
+        assert!(
+            e.contains("webhook_urll") && e.contains("webhook_url"),
+            "{e}"
+        );
+        let e = err("[alerts]\nwebhook_url = \"http://x/hook\"");
+        assert!(
+            e.contains("alerts.webhook_url") && e.contains("webhook_secret"),
+            "{e}"
+        );
+        let e = err("[alerts]\nwebhook_url = \"ftp://x/hook\"\nwebhook_secret = \"k\"");
+        assert!(
+            e.contains("alerts.webhook_url") && e.contains("https://"),
+            "{e}"
+        );
+        let e = err("[alerts]\nwebhook_secret = \"k\"");
+        assert!(
+            e.contains("alerts.webhook_secret") && e.contains("webhook_url"),
+            "{e}"
+        );
+        let e = err("[alerts]\nwebhook_url = \"http://x\"\nwebhook_secret = \"k\"\nwebhook_secret_file = \"/f\"");
+        assert!(e.contains("not both"), "{e}");
+        assert!(err("[alerts]\ninterval = \"often\"").contains("alerts.interval"));
+        assert!(err("[alerts]\ninterval = \"1ms\"").contains("too short"));
+        assert!(err("[alerts]\nattempts = 0").contains("1 to 20"));
     }
 
     #[test]

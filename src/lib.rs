@@ -5,6 +5,7 @@
 //! `cli` → capability modules (`cluster`, `schema`, `partition`, `load`,
 //! `demo`, `health`) → `db` (connections, lock-safe retries, identifiers) → PostgreSQL.
 
+pub mod alerts;
 pub mod api;
 pub mod archive;
 pub mod bench;

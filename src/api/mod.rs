@@ -49,7 +49,7 @@ pub use audit_logs::{validate_batch, MAX_BATCH, MAX_DETAILS_BYTES, SEVERITIES, S
 pub use error::{AppError, ErrorBody, RowError};
 pub use events::{Event, RequestContext, SecurityEvents};
 pub use jobs::{JobRunner, SHUTDOWN_REASON};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, ALERTING_MAX_AGE};
 pub use server::tls_config;
 pub use tokens::{Principal, Role, TokenInfo};
 

@@ -26,6 +26,12 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         tls,
         ..ServeOptions::default()
     };
+    // Read before serving: a webhook secret file that cannot be read stops
+    // the start, not the first alert.
+    let webhook_key = match &config.alerts.secret {
+        Some(secret) if config.alerts.webhook_url.is_some() => Some(secret.read()?),
+        _ => None,
+    };
     let pool = api::pool_with(&target.url, &options)?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -53,6 +59,20 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         })
     });
     let state = api::AppState::new(pool, config, options);
+    let alerts = webhook_key.map(|key| {
+        let (pool, config, metrics) = (
+            state.pool.clone(),
+            state.config.clone(),
+            state.metrics.clone(),
+        );
+        tokio::spawn(crate::alerts::webhook::run(
+            pool,
+            config,
+            metrics,
+            key,
+            stop.clone(),
+        ))
+    });
     let served = api::serve(state, listener, stop.clone().cancelled_owned())
         .await
         .map_err(|e| Error::Failed(format!("serving: {e}")));
@@ -61,6 +81,10 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         // A scheduled job in progress ends with its statement; its row is
         // closed by the next claim if the process is gone first.
         let _ = tokio::time::timeout(Duration::from_secs(args.job_grace), s).await;
+    }
+    if let Some(a) = alerts {
+        // An event mid-delivery is dropped at shutdown (it is logged).
+        let _ = tokio::time::timeout(Duration::from_secs(2), a).await;
     }
     served
 }

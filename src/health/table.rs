@@ -175,6 +175,12 @@ pub fn judge_future_partitions(
         .iter()
         .filter(|b| matches!(b, Bound::Range { from: Some(f), .. } if *f >= current))
         .count();
+    // Premade partitions: those starting after the current period (what
+    // `/metrics` exports as `strata_partitions_ahead`).
+    let ahead = live
+        .iter()
+        .filter(|b| matches!(b, Bound::Range { from: Some(f), .. } if *f > current))
+        .count();
     // The same definition of "should exist" the planner creates from.
     let missing: Vec<DateTime<Utc>> = partition::wanted_periods(spec, now, None)
         .into_iter()
@@ -186,6 +192,7 @@ pub fn judge_future_partitions(
         "current_period_start": current,
         "current_period_covered": covered(now),
         "partitions_from_current_period": from_current,
+        "partitions_ahead": ahead,
         "premake": spec.premake,
         "missing_periods_ahead": missing,
         "default_partition": default,
@@ -487,6 +494,7 @@ mod tests {
         let c = judge_future_partitions(&spec, &snap((2025, 1), 18), now);
         assert_eq!(c.status, Status::Ok, "{}", c.message);
         assert_eq!(c.evidence["partitions_from_current_period"], 7);
+        assert_eq!(c.evidence["partitions_ahead"], 6);
         let c = judge_future_partitions(&spec, &snap((2025, 1), 17), now);
         assert_eq!(c.status, Status::Warning, "{}", c.message);
         assert!(c.message.contains("2026-06-01"), "{}", c.message);

@@ -89,3 +89,15 @@ pub fn browser_node_modules() -> Option<PathBuf> {
     }
     Some(dir)
 }
+
+/// Debian's `promtool` (package `prometheus`; `STRATA_TEST_PROMTOOL`
+/// overrides), which checks the alerting rules in docs/alerts.yml.
+pub fn promtool() -> Option<PathBuf> {
+    let path = std::env::var_os("STRATA_TEST_PROMTOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/promtool"));
+    if !path.exists() {
+        return missing(&format!("{}", path.display()), "apt-get install prometheus");
+    }
+    Some(path)
+}
