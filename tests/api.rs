@@ -525,6 +525,16 @@ async fn maintenance_runs_as_jobs_and_a_running_one_is_409_across_servers() {
         let job = wait_job(s, &a.reader, id).await;
         assert_eq!(job["state"], "succeeded", "{job}");
         assert!(job["result"].is_object(), "{job}");
+        if kind != "maintain" {
+            // The last progress line is written before the outcome: it
+            // names the last relation the job worked on.
+            let line = job["progress"].as_str().unwrap_or_default();
+            assert!(
+                line.starts_with("ok  ") && line.contains("audit_logs"),
+                "{job}"
+            );
+            assert!(job["progress_at"].is_string(), "{job}");
+        }
     }
     let (_, list) = get(s, "/admin/jobs?kind=vacuum", &a.reader).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");

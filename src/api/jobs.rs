@@ -88,9 +88,15 @@ impl JobRunner {
                 tracing::warn!(job = id, error = %e, "could not lift the request limits");
             }
             let cancel_query = super::inflight::canceller(&client);
-            let mut quiet = |_: &ops::Progress| {};
+            let recorder = Object::pool(&client).map(|p| crate::jobs::progress::recorder(p, id));
+            let sink = recorder.as_ref().map(|(s, _)| s);
+            let mut report = |p: &ops::Progress| {
+                if let Some(s) = sink {
+                    s.set(p.text());
+                }
+            };
             let outcome = tokio::select! {
-                r = running.execute(&mut client, &mut quiet) => r,
+                r = running.execute(&mut client, &mut report) => r,
                 _ = cancel.cancelled() => {
                     // Stop the statement on the server too, so that the
                     // outcome below is not queued behind it.
@@ -100,6 +106,10 @@ impl JobRunner {
                     Err(OpError::Failed(SHUTDOWN_REASON.to_string()))
                 }
             };
+            if let Some((sink, task)) = recorder {
+                drop(sink);
+                let _ = task.await;
+            }
             if let Err(e) = running.finish(&client, &outcome).await {
                 tracing::error!(job = id, error = %e, "could not record the job's outcome");
             }

@@ -10,28 +10,7 @@ use crate::ops::Op;
 use crate::{format, Error, Result};
 
 pub(super) fn print_line(r: &RelationResult) {
-    let status = if r.ok { "ok" } else { "FAILED" };
-    let mut extra = String::new();
-    if let (Some(b), Some(a)) = (r.dead_tuples_before, r.dead_tuples_after) {
-        extra = format!(
-            "  dead tuples {} -> {}",
-            format::count(b.max(0) as u64),
-            format::count(a.max(0) as u64)
-        );
-    }
-    if let (Some(b), Some(a)) = (r.bytes_before, r.bytes_after) {
-        extra = format!(
-            "  {} -> {}",
-            format::bytes(b.max(0) as u64),
-            format::bytes(a.max(0) as u64)
-        );
-    }
-    println!(
-        "{status:>6}  {:<9} {}  {}{extra}",
-        r.kind,
-        r.relation,
-        format::duration(Duration::from_millis(r.millis))
-    );
+    println!("{}", r.line());
     if let Some(e) = &r.error {
         println!("        {e}");
     }

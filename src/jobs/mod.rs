@@ -6,6 +6,8 @@
 //! run can take over at once and marks the dead run's row failed. A row
 //! alone would stay `running` forever after a `kill -9`.
 
+pub mod progress;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, Row};
@@ -58,9 +60,13 @@ pub struct JobRecord {
     pub origin: Option<String>,
     /// Who: `user@host:pid`, the API token's name, the scheduled job.
     pub actor: Option<String>,
+    /// The latest progress line of a job run by `strata serve` (kept after
+    /// it ends), and when it was written.
+    pub progress: Option<String>,
+    pub progress_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, kind, target, state, scheduled_for, owner, created_at, started_at, finished_at, error, result, origin, actor";
+const COLUMNS: &str = "id, kind, target, state, scheduled_for, owner, created_at, started_at, finished_at, error, result, origin, actor, progress, progress_at";
 
 fn record(r: &Row) -> JobRecord {
     JobRecord {
@@ -77,6 +83,8 @@ fn record(r: &Row) -> JobRecord {
         result: r.get(10),
         origin: r.get(11),
         actor: r.get(12),
+        progress: r.get(13),
+        progress_at: r.get(14),
     }
 }
 

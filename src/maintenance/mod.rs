@@ -52,6 +52,34 @@ pub struct RelationResult {
 }
 
 impl RelationResult {
+    /// `    ok  partition public.audit_logs_2025_03  120 ms  dead tuples 5 -> 0`
+    pub fn line(&self) -> String {
+        let status = if self.ok { "ok" } else { "FAILED" };
+        let mut extra = String::new();
+        if let (Some(b), Some(a)) = (self.dead_tuples_before, self.dead_tuples_after) {
+            extra = format!(
+                "  dead tuples {} -> {}",
+                crate::format::count(b.max(0) as u64),
+                crate::format::count(a.max(0) as u64)
+            );
+        }
+        if let (Some(b), Some(a)) = (self.bytes_before, self.bytes_after) {
+            extra = format!(
+                "  {} -> {}",
+                crate::format::bytes(b.max(0) as u64),
+                crate::format::bytes(a.max(0) as u64)
+            );
+        }
+        format!(
+            "{status:>6}  {:<9} {}  {}{extra}",
+            self.kind,
+            self.relation,
+            crate::format::duration(std::time::Duration::from_millis(self.millis))
+        )
+    }
+}
+
+impl RelationResult {
     fn new(relation: &QualifiedName, kind: &'static str) -> RelationResult {
         RelationResult {
             relation: relation.display_unquoted(),

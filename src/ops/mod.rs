@@ -152,6 +152,19 @@ pub enum Progress {
     Line { message: String },
 }
 
+impl Progress {
+    /// The line as shown to a person (the CLI prints the same).
+    pub fn text(&self) -> String {
+        match self {
+            Progress::Line { message } => message.clone(),
+            Progress::Relation(r) => match &r.error {
+                Some(e) => format!("{}: {e}", r.line().trim_start()),
+                None => r.line().trim_start().to_string(),
+            },
+        }
+    }
+}
+
 pub type ProgressFn<'a> = &'a mut (dyn FnMut(&Progress) + Send);
 
 /// An operation whose lock and job row are held by this session.

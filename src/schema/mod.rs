@@ -54,6 +54,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "seals",
         sql: include_str!("migrations/0007_seals.sql"),
     },
+    Migration {
+        version: 9,
+        name: "job_progress",
+        sql: include_str!("migrations/0009_job_progress.sql"),
+    },
 ];
 
 const LOCK_NAME: &str = "migrate";

@@ -88,10 +88,14 @@ fn job_row(out: &mut Html, j: &JobRecord, running: bool) {
             .unwrap_or(0);
         html!(
             out,
-            "<td><progress aria-label=\"Job {} running\"></progress> {} s so far</td></tr>",
+            "<td><progress aria-label=\"Job {} running\"></progress> {} s so far",
             j.id,
             secs
         );
+        if let Some(p) = &j.progress {
+            html!(out, "<br><span class=\"progress-line\">{}</span>", p);
+        }
+        html!(out, "</td></tr>");
         return;
     }
     html!(out, "<td>{}</td><td>", when(j.finished_at));
