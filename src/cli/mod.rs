@@ -227,6 +227,9 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Milliseconds an accepted token is used without a new lookup (tests shorten it).
+    #[arg(long, default_value_t = 5000, hide = true)]
+    pub token_cache_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
