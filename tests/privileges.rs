@@ -153,6 +153,9 @@ async fn request_sessions_cannot_do_ddl_but_every_route_still_works() {
         "/admin/database/stats/indexes",
         "/admin/database/health",
         "/admin/database/report?days=7",
+        "/admin/database/stats/queries?days=7",
+        "/admin/database/seals",
+        "/admin/database/archives",
         "/admin/jobs",
         "/metrics",
         &format!(
