@@ -230,8 +230,16 @@ fn serve(db: &TestDb, config: Option<&str>) -> Serving {
     if let Some(path) = config {
         cmd.arg("--config").arg(path);
     }
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--no-scheduler"])
-        .stderr(std::process::Stdio::piped());
+    // A short token cache, so that a revocation is seen within the test.
+    cmd.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--no-scheduler",
+        "--token-cache-ms",
+        "200",
+    ])
+    .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("starting strata serve");
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut said = String::new();
@@ -305,6 +313,30 @@ async fn strata_serve_runs_requests_as_the_api_role_and_says_so() {
         let roles: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         assert_eq!(roles, [(ROLE.to_string(), false)]);
     }
+    // Revoked: refused once the cached entry is gone.
+    let client = db.client().await;
+    let id: i64 = client
+        .query_one("SELECT max(id) FROM strata.api_tokens", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tokens::revoke(&client, id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(s.addr, "/admin/jobs", &reader).await != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked token is still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // serve limits refused requests per network (20, then 1 a second).
+    let mut limited = 0;
+    for _ in 0..60 {
+        if http_get(s.addr, "/admin/jobs", &reader).await == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "60 refused requests, none limited");
     drop(s);
 
     // Opting out is said on stderr, naming the superuser it runs as.
@@ -326,4 +358,53 @@ async fn strata_serve_runs_requests_as_the_api_role_and_says_so() {
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("\"Api Role\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_role_the_login_cannot_create_or_a_superuser_role_is_refused() {
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    let config = Config::default();
+    let login: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = privileges::prepare(&client, &config, &login)
+        .await
+        .expect_err("a superuser API role limits nothing");
+    assert!(
+        matches!(err, privileges::PrivilegeError::Superuser { .. }),
+        "{err}"
+    );
+
+    // A login role without CREATEROLE (roles are per cluster: a unique name).
+    let owner = format!("strata_test_owner_{}", std::process::id());
+    let missing = format!("strata_test_missing_{}", std::process::id());
+    client
+        .batch_execute(&format!("CREATE ROLE {owner} NOLOGIN; SET ROLE {owner}"))
+        .await
+        .unwrap();
+    let result = privileges::prepare(&client, &config, &missing).await;
+    client
+        .batch_execute(&format!("RESET ROLE; DROP ROLE {owner}"))
+        .await
+        .unwrap();
+    let err = result.expect_err("the role is missing and cannot be made");
+    let text = err.to_string();
+    assert!(
+        matches!(err, privileges::PrivilegeError::Missing { .. }),
+        "{text}"
+    );
+    assert!(text.contains(&missing) && text.contains(&owner), "{text}");
+    assert!(text.contains("[api] role = \"\""), "{text}");
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&missing],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "nothing was created");
 }
