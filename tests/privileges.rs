@@ -167,6 +167,51 @@ async fn request_sessions_cannot_do_ddl_but_every_route_still_works() {
         assert_eq!(st, StatusCode::OK, "{uri}: {v}");
     }
 
+    // The dashboard's pages read through the same pool (one app: its
+    // session store lives in the router).
+    let dashboard = api::app(state.clone());
+    let body = format!("token={admin}");
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("192.0.2.7:1".parse::<SocketAddr>().unwrap()));
+    let resp = dashboard.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie: Vec<&str> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap())
+        .collect();
+    let cookie = cookie.join("; ");
+    for path in [
+        "/",
+        "/partitions",
+        "/indexes",
+        "/queries",
+        "/live",
+        "/jobs",
+        "/conversion",
+        "/events",
+        "/archives",
+        "/seals",
+        "/rollups",
+    ] {
+        let mut req = Request::builder()
+            .uri(path)
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo("192.0.2.7:1".parse::<SocketAddr>().unwrap()));
+        let resp = dashboard.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "dashboard {path}");
+    }
+
     // A maintenance job runs as the login role, which owns the table.
     let (st, v) = send(
         &state,
