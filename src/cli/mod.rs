@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// Milliseconds an accepted token is used without a new lookup (tests shorten it).
     #[arg(long, default_value_t = 5000, hide = true)]
     pub token_cache_ms: u64,
+    /// Refused requests a source network may make at once before 429s (1 more a second);
+    /// a fuzzer's CI run raises it.
+    #[arg(long, default_value_t = 20, hide = true)]
+    pub failed_auth_burst: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,10 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         tls,
         role: api_role(target, &config).await?,
         token_cache_ttl: Duration::from_millis(args.token_cache_ms),
+        failed_auth_limit: Some(api::guard::RateLimit {
+            burst: f64::from(args.failed_auth_burst.max(1)),
+            ..api::guard::RateLimit::FAILED_AUTH
+        }),
         ..ServeOptions::guarded()
     };
     // Read before serving: a webhook secret file that cannot be read stops
