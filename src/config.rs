@@ -532,6 +532,9 @@ pub struct ApiConfig {
     pub accept_past: Option<Duration>,
     /// How far after now a writer's `created_at` may lie (clock skew).
     pub accept_future: Duration,
+    /// The database role API requests run as (`""`: the login role); see
+    /// `api::privileges`.
+    pub role: String,
 }
 
 impl ApiConfig {
@@ -559,6 +562,7 @@ impl Default for ApiConfig {
             bind: "127.0.0.1:8000".into(),
             accept_past: None,
             accept_future: Duration::from_secs(5 * 60),
+            role: crate::api::privileges::DEFAULT_ROLE.into(),
         }
     }
 }
@@ -850,6 +854,7 @@ struct RawApi {
     bind: Option<String>,
     accept_past: Option<String>,
     accept_future: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1071,6 +1076,7 @@ impl Config {
                 accept_future: api_window("api.accept_future", raw.api.accept_future.as_deref())?
                     .unwrap_or(ApiConfig::default().accept_future),
                 bind: raw.api.bind.unwrap_or_else(|| ApiConfig::default().bind),
+                role: raw.api.role.unwrap_or_else(|| ApiConfig::default().role),
             },
             source: None,
             tables_explicit,

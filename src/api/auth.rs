@@ -41,6 +41,78 @@ impl Requirement for Writer {
     const ROLE: Role = Role::Writer;
 }
 
+/// Refuses a request whose network is over the failed-auth limit: a 429
+/// counted in memory, with no database query at all.
+fn throttle(state: &AppState, ctx: &RequestContext) -> Result<(), AppError> {
+    match state.guard.failed_auth.exhausted(&ctx.source()) {
+        None => Ok(()),
+        Some(wait) => {
+            state.metrics.refused(events::RATE_LIMITED);
+            state
+                .events
+                .rate_limited(ctx, "too many refused requests from this network");
+            Err(AppError::TooManyRequests(wait))
+        }
+    }
+}
+
+/// A 401, counted against the caller's network.
+async fn unauthorized(
+    state: &AppState,
+    ctx: &RequestContext,
+    reason: &str,
+    message: &str,
+) -> AppError {
+    let _ = state.guard.failed_auth.take(&ctx.source());
+    state.metrics.refused(events::AUTH_FAILED);
+    state
+        .events
+        .refused(ctx, events::AUTH_FAILED, reason, 0)
+        .await;
+    AppError::Unauthorized(message.into())
+}
+
+/// Who the bearer token belongs to: from the token cache, else (unless the
+/// network is over its failed-auth limit) from the database.
+async fn principal(
+    parts: &Parts,
+    state: &AppState,
+    ctx: &RequestContext,
+) -> Result<Principal, AppError> {
+    let Some(token) = bearer(parts) else {
+        throttle(state, ctx)?;
+        return Err(unauthorized(
+            state,
+            ctx,
+            "missing bearer token",
+            "this route needs an `Authorization: Bearer <token>` header (see `strata token create`)",
+        )
+        .await);
+    };
+    let hash = tokens::hash(token);
+    if let Some(p) = state.guard.tokens.get(&hash) {
+        return Ok(p);
+    }
+    throttle(state, ctx)?;
+    if !tokens::well_formed(token) {
+        let reason = tokens::Refused::Malformed.as_str();
+        return Err(unauthorized(state, ctx, reason, INVALID_TOKEN).await);
+    }
+    // Even a checkout costs a round trip (the pool's recycling query).
+    let client = state.pool.get().await?;
+    let found = tokens::authenticate(&client, token).await?;
+    drop(client);
+    match found {
+        Ok(p) => {
+            state.guard.tokens.put(hash, p.clone());
+            Ok(p)
+        }
+        // One message whatever the reason (the event keeps it): a caller
+        // must not learn that a token existed and was revoked.
+        Err(refused) => Err(unauthorized(state, ctx, refused.as_str(), INVALID_TOKEN).await),
+    }
+}
+
 /// An authenticated caller whose role allows `R`.
 pub struct Auth<R> {
     pub principal: Principal,
@@ -62,32 +134,7 @@ impl<R: Requirement> FromRequestParts<AppState> for Auth<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let ctx = RequestContext::from_parts(parts);
-        let Some(token) = bearer(parts) else {
-            state.metrics.refused(events::AUTH_FAILED);
-            state
-                .events
-                .refused(&ctx, events::AUTH_FAILED, "missing bearer token", 0)
-                .await;
-            return Err(AppError::Unauthorized(
-                "this route needs an `Authorization: Bearer <token>` header (see `strata token create`)".into(),
-            ));
-        };
-        let client = state.pool.get().await?;
-        let principal = match tokens::authenticate(&client, token).await? {
-            Ok(p) => p,
-            Err(refused) => {
-                drop(client);
-                state.metrics.refused(events::AUTH_FAILED);
-                state
-                    .events
-                    .refused(&ctx, events::AUTH_FAILED, refused.as_str(), 0)
-                    .await;
-                // One message whatever the reason (the event keeps it): a
-                // caller must not learn that a token existed and was revoked.
-                return Err(AppError::Unauthorized(INVALID_TOKEN.into()));
-            }
-        };
-        drop(client);
+        let principal = principal(parts, state, &ctx).await?;
         if !principal.role.allows(R::ROLE) {
             let reason = format!(
                 "token {} has role {}; this route needs {}",

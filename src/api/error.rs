@@ -67,6 +67,10 @@ pub enum AppError {
     Timeout(u128),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many refused requests from the caller's network: come back after
+    /// this many seconds (answered without touching the database).
+    #[error("too many refused requests from this network; retry in {0} s")]
+    TooManyRequests(u64),
     /// Logged whole, answered as a bare 500.
     #[error("{0}")]
     Internal(String),
@@ -97,23 +101,41 @@ impl AppError {
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        let message = match &self {
-            AppError::Internal(detail) => {
-                tracing::error!(error = %detail, "request failed");
-                "internal error; the server log has the details".to_string()
-            }
+impl AppError {
+    /// The code and message a caller is told: an internal error's detail is
+    /// for the server log only. Events that readers can read store this too.
+    pub fn public(&self) -> (&'static str, String) {
+        let (_, code) = self.parts();
+        let message = match self {
+            AppError::Internal(_) => INTERNAL_MESSAGE.to_string(),
             other => other.to_string(),
         };
+        (code, message)
+    }
+}
+
+/// What a 500 says.
+pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.parts();
+        if let AppError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let (code, message) = self.public();
         let unauthorized = matches!(self, AppError::Unauthorized(_));
         let retry = matches!(self, AppError::Unavailable(_) | AppError::Timeout(_));
+        let limited = match &self {
+            AppError::TooManyRequests(secs) => Some(*secs),
+            _ => None,
+        };
         let rows = match self {
             AppError::InvalidRows(_, rows) => Some(rows),
             _ => None,
@@ -126,6 +148,12 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = limited {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
         if retry {
             // Busy, not broken: tell well-behaved clients when to come back.
             response.headers_mut().insert(

@@ -27,6 +27,8 @@ use crate::db::{DbError, QualifiedName};
 
 pub const AUTH_FAILED: &str = "security.auth_failed";
 pub const FORBIDDEN: &str = "security.forbidden";
+/// Requests answered 429 because their network was over a rate limit.
+pub const RATE_LIMITED: &str = "security.rate_limited";
 /// The row that counts the refusals of sources beyond the minute's budget.
 pub const OVERFLOW: &str = "security.refusals_overflow";
 
@@ -77,7 +79,7 @@ impl RequestContext {
     }
 
     /// The source network: the /24 of an IPv4 address, the /64 of an IPv6 one.
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         match self.ip.map(|ip| ip.to_canonical()) {
             Some(IpAddr::V4(v4)) => {
                 let [a, b, c, _] = v4.octets();
@@ -142,6 +144,23 @@ impl Event {
             user_agent: ctx.user_agent.clone(),
             details,
         }
+    }
+}
+
+impl Event {
+    /// Marks this admin action refused by `e`. The event is stored in the
+    /// audit table, which readers can read, so it keeps what the caller was
+    /// told (the error code and its public message): an internal error's
+    /// detail goes to the server log only.
+    pub fn refused_by(&mut self, e: &super::AppError) {
+        let (code, message) = e.public();
+        if let super::AppError::Internal(detail) = e {
+            tracing::error!(action = %self.action, error = %detail, "admin action failed");
+        }
+        self.status = "failure";
+        self.severity = "warning";
+        self.details["refused"] = json!(message);
+        self.details["error_code"] = json!(code);
     }
 }
 
@@ -220,8 +239,16 @@ fn minute_now() -> i64 {
 
 impl Refusals {
     /// Counts a refusal; true when it is the first of its source, action
-    /// and minute, which the caller then writes at once.
-    fn note(&self, ctx: &RequestContext, action: &'static str, reason: &str, minute: i64) -> bool {
+    /// and minute, which the caller then writes at once. With `!at_once`
+    /// even the first is only counted (written when the minute is over).
+    fn note(
+        &self,
+        ctx: &RequestContext,
+        action: &'static str,
+        reason: &str,
+        minute: i64,
+        at_once: bool,
+    ) -> bool {
         let mut pending = self.pending.lock().expect("refusal counter poisoned");
         let key = Key {
             source: ctx.source(),
@@ -257,15 +284,18 @@ impl Refusals {
         }
         match pending.get_mut(&key) {
             None => {
-                pending.insert(
-                    key,
-                    Pending {
-                        ip: ctx.ip,
-                        user_agent: ctx.user_agent.clone(),
-                        ..Pending::default()
-                    },
-                );
-                true
+                let mut first = Pending {
+                    ip: ctx.ip,
+                    user_agent: ctx.user_agent.clone(),
+                    ..Pending::default()
+                };
+                if !at_once {
+                    first.count = 1;
+                    first.reasons.insert(reason.to_string(), 1);
+                    first.paths.push(ctx.path.clone());
+                }
+                pending.insert(key, first);
+                at_once
             }
             Some(p) => {
                 p.count += 1;
@@ -332,7 +362,7 @@ impl SecurityEvents {
         reason: &str,
         user_id: i64,
     ) {
-        if !self.refusals.note(ctx, action, reason, minute_now()) {
+        if !self.refusals.note(ctx, action, reason, minute_now(), true) {
             return;
         }
         let details = json!({
@@ -345,6 +375,14 @@ impl SecurityEvents {
         e.severity = "warning";
         e.resource_type = Some("api");
         self.record(e).await;
+    }
+
+    /// Counts a request refused for its network's rate limit. Unlike other
+    /// refusals not even the first is written at once: a 429 never waits
+    /// on the database. The minute's row comes with the next flush.
+    pub fn rate_limited(&self, ctx: &RequestContext, reason: &str) {
+        self.refusals
+            .note(ctx, RATE_LIMITED, reason, minute_now(), false);
     }
 
     /// Writes the aggregated refusals of minutes that are over (`all`:
@@ -399,15 +437,15 @@ mod tests {
     #[test]
     fn refusals_aggregate_per_source_action_and_minute() {
         let r = Refusals::default();
-        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100));
+        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100, true));
         for _ in 0..999 {
-            assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100));
+            assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 100, true));
         }
         // Same /24: the same source.
-        assert!(!r.note(&ctx("10.0.0.2"), AUTH_FAILED, "unknown token", 100));
-        assert!(r.note(&ctx("10.0.1.2"), AUTH_FAILED, "unknown token", 100));
-        assert!(r.note(&ctx("10.0.0.1"), FORBIDDEN, "role", 100));
-        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
+        assert!(!r.note(&ctx("10.0.0.2"), AUTH_FAILED, "unknown token", 100, true));
+        assert!(r.note(&ctx("10.0.1.2"), AUTH_FAILED, "unknown token", 100, true));
+        assert!(r.note(&ctx("10.0.0.1"), FORBIDDEN, "role", 100, true));
+        assert!(r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101, true));
         // Minute 100 is over at 101: only entries with more than the first are written.
         let due = r.take(false, 101);
         assert_eq!(due.len(), 1);
@@ -415,7 +453,7 @@ mod tests {
         assert_eq!(due[0].1.reasons["unknown token"], 1000);
         assert!(r.take(false, 101).is_empty());
         // Minute 101's entry stays until it is over or everything is flushed.
-        assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101));
+        assert!(!r.note(&ctx("10.0.0.1"), AUTH_FAILED, "unknown token", 101, true));
         assert_eq!(r.take(true, 101).len(), 1);
     }
 
@@ -433,7 +471,7 @@ mod tests {
         let mut refusals = 0;
         for ip in addresses {
             refusals += 1;
-            if r.note(&ctx(&ip), AUTH_FAILED, "unknown token", 9) {
+            if r.note(&ctx(&ip), AUTH_FAILED, "unknown token", 9, true) {
                 rows += 1;
             }
         }
@@ -467,7 +505,7 @@ mod tests {
         let r = Refusals::default();
         for i in 0..(MAX_PENDING + 50) {
             let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
-            r.note(&ctx(&ip), AUTH_FAILED, "x", 7);
+            r.note(&ctx(&ip), AUTH_FAILED, "x", 7, true);
         }
         assert!(r.pending.lock().unwrap().len() <= MAX_PENDING + 1);
     }

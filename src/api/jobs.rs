@@ -63,7 +63,22 @@ impl JobRunner {
         op: Op,
         origin: Origin,
     ) -> Result<(i64, String), OpError> {
-        let running = ops::begin(&mut client, config, op, &origin).await?;
+        // The job is the owner's work (DDL, vacuum), not a request's: its
+        // session leaves the API role for the login role (`api::privileges`).
+        // Whether or not it starts, this connection never returns to the pool.
+        let begun = match client.batch_execute("SET ROLE NONE").await {
+            Ok(()) => ops::begin(&mut client, config, op, &origin).await,
+            Err(e) => Err(OpError::Failed(format!(
+                "could not leave the API role: {e}"
+            ))),
+        };
+        let running = match begun {
+            Ok(r) => r,
+            Err(e) => {
+                drop(Object::take(client));
+                return Err(e);
+            }
+        };
         let id = running.job_id();
         let kind = running.kind();
         let target = running.spec().name.display_unquoted();

@@ -120,11 +120,7 @@ pub(crate) async fn start(
             event.resource_id = Some(*id);
             event.details["job_id"] = json!(id);
         }
-        Err(e) => {
-            event.status = "failure";
-            event.severity = "warning";
-            event.details["refused"] = json!(e.to_string());
-        }
+        Err(e) => event.refused_by(e),
     }
     state.events.record(event).await;
     let (job_id, target) = result?;

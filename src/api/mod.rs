@@ -14,10 +14,12 @@ pub mod audit_query;
 mod auth;
 mod error;
 pub mod events;
+pub mod guard;
 mod inflight;
 mod jobs;
 pub(crate) mod maintenance;
 mod metrics;
+pub mod privileges;
 pub(crate) mod redact;
 
 mod seals;
@@ -85,6 +87,19 @@ pub struct ServeOptions {
     /// HTTPS with this certificate (`serve --tls-cert/--tls-key`); plain
     /// HTTP when `None`. See [`ServeOptions::tls_on`].
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The role every request session runs as (`-c role=…` at connect, so
+    /// RESET ALL keeps it); `None`: the login role. See [`privileges`].
+    pub role: Option<String>,
+    /// How long an accepted token is used without looking it up again (a
+    /// revocation takes effect within this). Zero: no cache.
+    pub token_cache_ttl: Duration,
+    /// Refused requests per source network before they get 429; `None`:
+    /// no limit.
+    pub failed_auth_limit: Option<guard::RateLimit>,
+    /// `/healthz` and `/openapi.json` requests per source network.
+    pub open_route_limit: Option<guard::RateLimit>,
+    /// `/healthz` asks the database at most this often.
+    pub health_check_every: Duration,
 }
 
 impl ServeOptions {
@@ -99,13 +114,32 @@ impl ServeOptions {
     /// `client_connection_check_interval` makes a backend notice a closed
     /// connection while it waits.
     fn session_options(&self) -> String {
-        format!(
+        let mut options = format!(
             "-c statement_timeout={} -c lock_timeout={} -c client_connection_check_interval=1000 \
              -c idle_in_transaction_session_timeout={}",
             self.statement_timeout.as_millis().max(1),
             self.lock_timeout.as_millis().max(1),
             self.request_timeout.as_millis().max(1),
-        )
+        );
+        // A plain name (checked by `privileges::role_name`), so it needs no
+        // escaping in the options string.
+        if let Some(role) = &self.role {
+            options.push_str(&format!(" -c role={role}"));
+        }
+        options
+    }
+}
+
+impl ServeOptions {
+    /// What `strata serve` runs with: a 5 s token cache and the rate limits
+    /// of [`guard::RateLimit`].
+    pub fn guarded() -> ServeOptions {
+        ServeOptions {
+            token_cache_ttl: guard::TOKEN_CACHE_TTL,
+            failed_auth_limit: Some(guard::RateLimit::FAILED_AUTH),
+            open_route_limit: Some(guard::RateLimit::OPEN_ROUTES),
+            ..ServeOptions::default()
+        }
     }
 }
 
@@ -126,6 +160,14 @@ impl Default for ServeOptions {
             max_connections: 512,
             max_connection_age: Duration::from_secs(300),
             tls: None,
+            role: None,
+            // The library's default has no token cache and no rate limits
+            // (a revocation is seen at once, a test may flood); `strata
+            // serve` turns them on (`ServeOptions::guarded`).
+            token_cache_ttl: Duration::ZERO,
+            failed_auth_limit: None,
+            open_route_limit: None,
+            health_check_every: Duration::from_secs(1),
         }
     }
 }
@@ -139,6 +181,7 @@ pub struct AppState {
     pub events: Arc<SecurityEvents>,
     pub metrics: Arc<Metrics>,
     pub options: Arc<ServeOptions>,
+    pub guard: Arc<guard::Guard>,
 }
 
 impl AppState {
@@ -150,6 +193,7 @@ impl AppState {
             config: Arc::new(config),
             jobs: JobRunner::default(),
             metrics: Arc::new(Metrics::default()),
+            guard: Arc::new(guard::Guard::new(&options)),
             options: Arc::new(options),
         }
     }

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
 use super::error::{ApiResult, AppError, ErrorBody};
+use super::events::{self, RequestContext};
 use super::AppState;
 
 /// How long `/healthz` waits for the database before saying it is down.
@@ -30,29 +31,54 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "system",
     responses(
         (status = 200, description = "Up, database reachable", body = Liveness),
+        (status = 429, description = "Too many requests from this network; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
-async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Liveness>> {
+async fn healthz(State(state): State<AppState>, ctx: RequestContext) -> ApiResult<Json<Liveness>> {
+    open_route(&state, &ctx)?;
     let check = async {
         let client = state.pool.get().await.map_err(|e| e.to_string())?;
         client
-            .simple_query("SELECT 1")
+            .simple_query("SELECT 1 AS strata_healthz")
             .await
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(())
     };
-    match tokio::time::timeout(DB_CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => Ok(Json(Liveness {
+    let timed = async {
+        tokio::time::timeout(DB_CHECK_TIMEOUT, check)
+            .await
+            .unwrap_or_else(|_| Err(TIMED_OUT.to_string()))
+    };
+    // Shared: a flood of probes costs one database check a second.
+    match state.guard.health.check(timed).await {
+        Ok(()) => Ok(Json(Liveness {
             status: "ok".into(),
             database: "reachable".into(),
         })),
-        Ok(Err(e)) => {
+        Err(e) if e == TIMED_OUT => Err(AppError::Unavailable(
+            "the database did not answer in time".into(),
+        )),
+        Err(e) => {
             tracing::warn!(error = %e, "healthz: database unreachable");
             Err(AppError::Unavailable("the database is unreachable".into()))
         }
-        Err(_) => Err(AppError::Unavailable(
-            "the database did not answer in time".into(),
-        )),
+    }
+}
+
+/// What a timed-out check records (a database error never reads like this).
+const TIMED_OUT: &str = "timeout: no answer within the check's limit";
+
+/// Routes anyone may call are limited per source network, in memory.
+fn open_route(state: &AppState, ctx: &RequestContext) -> Result<(), AppError> {
+    match state.guard.open_routes.take(&ctx.source()) {
+        None => Ok(()),
+        Some(wait) => {
+            state.metrics.refused(events::RATE_LIMITED);
+            state
+                .events
+                .rate_limited(ctx, "too many unauthenticated requests from this network");
+            Err(AppError::TooManyRequests(wait))
+        }
     }
 }
 
@@ -80,7 +106,10 @@ async fn metrics(_auth: Auth<Reader>, State(state): State<AppState>) -> Response
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
     responses((status = 200, description = "OpenAPI 3.1 description of every route", body = Object)))]
-async fn openapi() -> Response {
+async fn openapi(State(state): State<AppState>, ctx: RequestContext) -> Response {
+    if let Err(e) = open_route(&state, &ctx) {
+        return e.into_response();
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         super::openapi_json(),

@@ -111,7 +111,8 @@ fn generate() -> String {
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
-fn well_formed(token: &str) -> bool {
+/// Whether `token` has the shape of one strata made (checked before any lookup).
+pub fn well_formed(token: &str) -> bool {
     token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
         rest.len() == TOKEN_BYTES * 2 && rest.bytes().all(|b| b.is_ascii_hexdigit())
     })

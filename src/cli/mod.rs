@@ -227,6 +227,13 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Milliseconds an accepted token is used without a new lookup (tests shorten it).
+    #[arg(long, default_value_t = 5000, hide = true)]
+    pub token_cache_ms: u64,
+    /// Refused requests a source network may make at once before 429s (1 more a second);
+    /// a fuzzer's CI run raises it.
+    #[arg(long, default_value_t = 20, hide = true)]
+    pub failed_auth_burst: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,7 +24,13 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         max_connections: args.max_connections.max(1),
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
         tls,
-        ..ServeOptions::default()
+        role: api_role(target, &config).await?,
+        token_cache_ttl: Duration::from_millis(args.token_cache_ms),
+        failed_auth_limit: Some(api::guard::RateLimit {
+            burst: f64::from(args.failed_auth_burst.max(1)),
+            ..api::guard::RateLimit::FAILED_AUTH
+        }),
+        ..ServeOptions::guarded()
     };
     // Read before serving: a webhook secret file that cannot be read stops
     // the start, not the first alert.
@@ -87,6 +93,26 @@ pub async fn serve(target: &Target, config: Config, args: &ServeArgs) -> Result<
         let _ = tokio::time::timeout(Duration::from_secs(2), a).await;
     }
     served
+}
+
+/// The role request sessions run as, made ready (`api::privileges`); what
+/// was created or could not be granted goes to stderr.
+async fn api_role(target: &Target, config: &Config) -> Result<Option<String>> {
+    let client = target.connect().await?;
+    let prepared = api::privileges::prepare(&client, config, &config.api.role)
+        .await
+        .map_err(|e| match e {
+            api::privileges::PrivilegeError::Db(e) => Error::from(e),
+            e @ api::privileges::PrivilegeError::BadName(_) => Error::Usage(e.to_string()),
+            other => Error::Precondition(other.to_string()),
+        })?;
+    for note in &prepared.notes {
+        eprintln!("{note}");
+    }
+    if let Some(role) = &prepared.role {
+        eprintln!("API requests run as database role {role}; jobs as the login role");
+    }
+    Ok(prepared.role)
 }
 
 /// A CLI-side admin action as a security event: no address, the OS user as agent.
