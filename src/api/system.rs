@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
-use super::error::{ApiResult, AppError, ErrorBody};
+use super::error::{ApiResult, AppError, Authenticated, ErrorBody, Open};
 use super::AppState;
 
 /// How long `/healthz` waits for the database before saying it is down.
@@ -30,7 +30,9 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "system",
     responses(
         (status = 200, description = "Up, database reachable", body = Liveness),
-        (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        Open,
     ))]
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Liveness>> {
     let check = async {
@@ -62,7 +64,7 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Liveness>> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn metrics(_auth: Auth<Reader>, State(state): State<AppState>) -> Response {
     let text = super::metrics::render(&state).await;
@@ -79,7 +81,7 @@ async fn metrics(_auth: Auth<Reader>, State(state): State<AppState>) -> Response
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
-    responses((status = 200, description = "OpenAPI 3.1 description of every route", body = Object)))]
+    responses((status = 200, description = "OpenAPI 3.1 description of every route", body = Object), Open))]
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -42,11 +42,12 @@ pub struct InputRow {
     pub id: Option<serde_json::Value>,
     #[serde(default)]
     pub search_vector: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "integer")]
     pub user_id: Option<i64>,
     pub action: Option<String>,
     #[serde(default)]
     pub resource_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub resource_id: Option<i64>,
     #[serde(default)]
     pub details: Option<Box<serde_json::value::RawValue>>,
@@ -59,6 +60,28 @@ pub struct InputRow {
     #[serde(default)]
     pub severity: Option<String>,
     pub created_at: Option<String>,
+}
+
+/// A bigint as JSON has it: `7` or `7.0` (JSON, and JSON Schema's
+/// `integer`, make no difference), never `7.5` or beyond the bigint range.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                // Integral and within 2^53, where a float is exact: a larger
+                // one may be a rounded integer literal beyond the range.
+                Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                    Ok(Some(f as i64))
+                }
+                _ => Err(D::Error::custom(format!("{n} is not a bigint"))),
+            }
+        }
+    }
 }
 
 fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
