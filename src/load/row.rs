@@ -231,6 +231,22 @@ fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), Inva
     }
 }
 
+/// Whether JSON text holds the escape `\u0000` (a NUL once parsed): a
+/// backslash-u preceded by an even number of further backslashes, so that
+/// an escaped backslash followed by `u0000` (`\\u0000`) is not one.
+fn escapes_nul(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("\\u0000").map(|i| i + from) {
+        let before = b[..at].iter().rev().take_while(|&&c| c == b'\\').count();
+        if before % 2 == 0 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// `details` as stored: JSON text, unwrapping a stringified object.
 fn details_text(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, Invalid> {
     let bad = |m: String| Invalid::of("details", m);
@@ -251,7 +267,7 @@ fn details_text(raw: Option<&serde_json::value::RawValue>) -> Result<Option<Stri
     } else {
         text.to_string()
     };
-    if text.contains("\\u0000") {
+    if escapes_nul(&text) {
         return Err(bad(
             "details contains a NUL character, which jsonb cannot store".into(),
         ));
@@ -493,6 +509,28 @@ mod tests {
             future: chrono::Duration::minutes(5),
         };
         parse(json).and_then(|r| r.validate(&rules(Origin::Writer(window))))
+    }
+
+    #[test]
+    fn ids_are_json_integers_and_nul_escapes_are_told_from_escaped_backslashes() {
+        // JSON (and the OpenAPI document's `integer`) makes 7.0 the number 7.
+        assert_eq!(input(r#"{"user_id":7.0,"action":"x"}"#).unwrap().user_id, 7);
+        assert_eq!(
+            input(r#"{"user_id":1,"resource_id":-3.0,"action":"x"}"#)
+                .unwrap()
+                .resource_id,
+            Some(-3)
+        );
+        for bad in ["7.5", "-9223372036854775809", "1e300"] {
+            let e = input(&format!(r#"{{"user_id":{bad},"action":"x"}}"#)).unwrap_err();
+            assert!(e.contains("not a bigint"), "{bad}: {e}");
+        }
+        let nul = input(r#"{"user_id":1,"action":"x","details":{"a":"\u0000"}}"#).unwrap_err();
+        assert!(nul.contains("NUL"), "{nul}");
+        // A backslash, then the text u0000: no NUL.
+        assert!(input(r#"{"user_id":1,"action":"x","details":{"a":"\\u0000"}}"#).is_ok());
+        let nul = input(r#"{"user_id":1,"action":"x","details":{"a":"\\\u0000"}}"#).unwrap_err();
+        assert!(nul.contains("NUL"), "{nul}");
     }
 
     #[test]
