@@ -302,13 +302,25 @@ async fn bad_input_is_a_json_400_or_422_and_unknown_routes_404() {
         (
             vac,
             r#"{"table_name": "nope"}"#,
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "unknown_table",
+        ),
+        (
+            vac,
+            r#"{"table_name": ""}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_table_name",
+        ),
+        (
+            vac,
+            r#"["audit_logs", false]"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_json",
         ),
         (
             "/admin/database/partitions/maintain",
             r#"{"table_name": "audit_logs_2025_03"}"#,
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "unknown_table",
         ),
         (
@@ -456,8 +468,16 @@ async fn hostile_table_names_are_refused_and_nothing_runs() {
     ] {
         for name in hostile {
             let (st, v) = post(s, uri, &a.admin, json!({"table_name": name})).await;
-            assert_eq!(st, StatusCode::BAD_REQUEST, "{uri} {name:?}: {v}");
-            assert_eq!(v["error"]["code"], "unknown_table", "{name:?}: {v}");
+            // What the OpenAPI document refuses is a 400; a well-formed
+            // name of no managed table a 404.
+            let malformed = name.is_empty() || name.contains('\0');
+            let (status, code) = if malformed {
+                (StatusCode::BAD_REQUEST, "invalid_table_name")
+            } else {
+                (StatusCode::NOT_FOUND, "unknown_table")
+            };
+            assert_eq!(st, status, "{uri} {name:?}: {v}");
+            assert_eq!(v["error"]["code"], code, "{name:?}: {v}");
             let message = v["error"]["message"].as_str().unwrap();
             assert!(!message.to_lowercase().contains("syntax"), "{message}");
         }
@@ -949,7 +969,9 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     let vacuum = &doc["paths"]["/admin/database/maintenance/vacuum"]["post"];
-    for code in ["202", "400", "401", "403", "409", "422"] {
+    for code in [
+        "202", "400", "401", "403", "404", "409", "413", "422", "429", "503",
+    ] {
         assert!(vacuum["responses"][code].is_object(), "vacuum lacks {code}");
     }
 }

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Auth, Reader};
-use super::error::{ApiResult, AppError, AppJson, ErrorBody};
+use super::error::{ApiResult, AppError, AppJson, Authenticated, ErrorBody};
 use super::maintenance::{start, JobAccepted};
 use super::AppState;
 use crate::archive::{self, ArchiveOp, RunOptions};
@@ -23,17 +23,29 @@ use crate::ops::{Op, OpError};
 pub struct ArchiveRequest {
     /// A managed table (default: the first configured one).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
     pub table_name: Option<String>,
     /// `run`: only show what would happen.
     #[serde(default)]
     pub dry_run: bool,
-    /// `verify` (optional) and `restore` (required): `YYYY-MM` or `YYYY-MM-DD`.
+    /// `verify` (optional) and `restore` (required): `YYYY-MM` (monthly tables) or
+    /// `YYYY-MM-DD` (the first day of a period of a daily or weekly table).
     #[serde(default)]
+    #[schema(value_type = Option<super::seals::Period>)]
     pub period: Option<String>,
 }
 
-fn op_error(e: OpError) -> AppError {
-    AppError::bad_request("bad_request", e.to_string())
+/// `restore`: a period is required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// A managed table (default: the first configured one).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
+    pub table_name: Option<String>,
+    /// `YYYY-MM` (monthly tables) or `YYYY-MM-DD` (the first day of a period).
+    #[schema(value_type = super::seals::Period)]
+    pub period: String,
 }
 
 /// Archived periods of every managed table: rows, bytes, ratio, state.
@@ -41,7 +53,7 @@ fn op_error(e: OpError) -> AppError {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`table`, `archives[]`", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn list(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let client = state.pool.get().await?;
@@ -66,12 +78,14 @@ async fn job(
         .table_name
         .clone()
         .unwrap_or_else(|| state.config.tables[0].name.display_unquoted());
-    let spec = state
-        .config
-        .table(Some(&name))
-        .map_err(|e| op_error(e.into()))?;
+    let spec = super::seals::spec(&state, Some(&name))?;
     if let Some(p) = &req.period {
-        archive::parse_period(spec, p).map_err(|e| op_error(e.into()))?;
+        super::seals::check_period(p)?;
+        // Well-formed, but no period of this table starts there.
+        archive::parse_period(spec, p).map_err(|e| AppError::Missing {
+            code: "unknown_period",
+            message: e.to_string(),
+        })?;
     }
     let op = make(&req);
     start(
@@ -95,8 +109,12 @@ async fn job(
     request_body = ArchiveRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, a field the schema refuses, or the table has no archive store", body = ErrorBody),
+        (status = 404, description = "Not a managed table, or no period of it starts at `period`", body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types or unknown fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn run(
     auth: Auth<Admin>,
@@ -114,8 +132,12 @@ async fn run(
     request_body = ArchiveRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, a field the schema refuses, or the table has no archive store", body = ErrorBody),
+        (status = 404, description = "Not a managed table, or no period of it starts at `period`", body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types or unknown fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn verify(
     auth: Auth<Admin>,
@@ -130,22 +152,26 @@ async fn verify(
 
 /// Re-create one period's partition from the store and attach it.
 #[utoipa::path(post, path = "/admin/database/archives/restore", tag = "archives",
-    request_body = ArchiveRequest, security(("bearer" = [])),
+    request_body = RestoreRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "The table is busy", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, a field the schema refuses, or the table has no archive store", body = ErrorBody),
+        (status = 404, description = "Not a managed table, or no period of it starts at `period`", body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown fields or no `period`", body = ErrorBody),
+        Authenticated,
     ))]
 async fn restore(
     auth: Auth<Admin>,
     State(state): State<AppState>,
-    AppJson(req): AppJson<ArchiveRequest>,
+    AppJson(req): AppJson<RestoreRequest>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
-    let Some(period) = req.period.clone() else {
-        return Err(AppError::bad_request(
-            "bad_request",
-            "restore needs a period (YYYY-MM)",
-        ));
+    let period = req.period.clone();
+    let req = ArchiveRequest {
+        table_name: req.table_name,
+        dry_run: false,
+        period: Some(req.period),
     };
     job(state, auth, req, "archive_restore", |_| {
         ArchiveOp::Restore { period }

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::audit_query::{self, Bucket, BucketCount, Cursor, Filter, LogRow};
 use super::auth::{Auth, Reader, Writer};
-use super::error::{ApiResult, AppError, AppQuery, ErrorBody, RowError};
+use super::error::{ApiResult, AppError, AppQuery, Authenticated, ErrorBody, RowError};
 use super::AppState;
 use crate::db::{server_message, DbError};
 use crate::load::{self, AuditRow, Invalid, Origin, Rules, Window, COPY_COLUMNS};
@@ -36,29 +36,103 @@ pub const MAX_SPAN_DAYS: i64 = 366;
 
 /// One audit event as posted. `created_at` defaults to now; a time with no
 /// partition is still stored (in the default partition, which `strata
-/// health` reports).
+/// health` reports). The schema states what `load::InputRow::validate`
+/// checks; what JSON Schema cannot state (details' size, the time window)
+/// is in the descriptions.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct AuditEventIn {
     user_id: i64,
-    /// At most 100 characters; not in strata's own namespaces `security.`, `admin.`, `strata.`.
+    /// 1 to 100 characters, no NUL; not in strata's own namespaces `security.`, `admin.`,
+    /// `strata.` (in any case, after leading blanks).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^(?![\\s]*([sS][eE][cC][uU][rR][iI][tT][yY]|[aA][dD][mM][iI][nN]|[sS][tT][rR][aA][tT][aA])[.])[^\\x00]*$"
+    )]
     action: String,
-    /// At most 50 characters.
+    /// At most 50 characters, no NUL.
+    #[schema(max_length = 50, pattern = "^[^\\x00]*$")]
     resource_type: Option<String>,
     resource_id: Option<i64>,
-    /// A JSON object, at most 16 KiB, without the key `_strata` (the marker of strata's own events).
+    /// A JSON object, at most 16 KiB, no NUL (`\\u0000`) anywhere in it, without the key
+    /// `_strata` (the marker of strata's own events).
     #[schema(value_type = Option<Object>)]
     details: Option<serde_json::Value>,
-    /// IPv4 or IPv6, optionally with a prefix length.
+    /// IPv4 or IPv6, optionally with a prefix length (`10.0.0.0/8`).
+    #[schema(value_type = Option<String>, pattern = "^(((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(/(3[0-2]|[12]?[0-9]))?|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:)|([0-9a-fA-F]{1,4}:){6}((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|::([fF]{4}(:0{1,4})?:)?((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])|([0-9a-fA-F]{1,4}:){1,4}:((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")]
     ip_address: Option<String>,
+    /// No NUL.
+    #[schema(pattern = "^[^\\x00]*$")]
     user_agent: Option<String>,
-    /// One of success, failure, error, pending, denied.
+    #[schema(value_type = Option<StatusIn>)]
     status: Option<String>,
-    /// One of debug, info, notice, warning, error, critical.
+    #[schema(value_type = Option<SeverityIn>)]
     severity: Option<String>,
     /// RFC 3339; default now. Within `[api] accept_past` before now (default: the table's
-    /// retention, else 30 days) and `accept_future` after it (default 5 minutes).
-    created_at: Option<DateTime<Utc>>,
+    /// retention, else 30 days) and `accept_future` after it (default 5 minutes): outside, 422.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    created_at: Option<String>,
+}
+
+/// An audit row's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusIn {
+    Success,
+    Failure,
+    Error,
+    Pending,
+    Denied,
+}
+
+/// An audit row's severity (syslog's names).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SeverityIn {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// A `POST /audit-logs` body: one event, or an array of 1 to 1000.
+pub struct AuditBatch;
+
+impl utoipa::PartialSchema for AuditBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+        let event = || Ref::from_schema_name("AuditEventIn");
+        OneOfBuilder::new()
+            .item(event())
+            .item(
+                ArrayBuilder::new()
+                    .items(event())
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_BATCH)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for AuditBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "AuditEventIn".into(),
+            <AuditEventIn as utoipa::PartialSchema>::schema(),
+        ));
+        <AuditEventIn as ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,14 +232,14 @@ async fn copy(
 
 /// Store one audit event or a batch of up to 1000, all or nothing.
 #[utoipa::path(post, path = "/audit-logs", tag = "audit-logs",
-    request_body(content = Vec<AuditEventIn>, description = "One event object, or an array of up to 1000"),
+    request_body(content = AuditBatch, description = "One event object, or an array of 1 to 1000"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored", body = Inserted),
         (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 422, description = "Bad rows (`error.rows` names each one's index, field and reason); nothing was written", body = ErrorBody),
+        Authenticated,
     ))]
 async fn post(
     _auth: Auth<Writer>,
@@ -203,14 +277,11 @@ async fn post(
     }
 }
 
-/// PostgreSQL text cannot hold NUL (nor jsonb `\u0000`): refused here by
-/// name, instead of failing in the database as an internal error.
+/// PostgreSQL text cannot hold NUL: refused here by name, instead of
+/// failing in the database as an internal error.
 fn no_nul(params: &[(&str, &Option<String>)]) -> ApiResult<()> {
     for (name, value) in params {
-        if value
-            .as_deref()
-            .is_some_and(|v| v.contains('\0') || v.contains("\\u0000"))
-        {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
             return Err(AppError::bad_request(
                 "invalid_query",
                 format!("{name} contains a NUL character, which PostgreSQL text cannot hold"),
@@ -218,6 +289,17 @@ fn no_nul(params: &[(&str, &Option<String>)]) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a NUL is in any key or string of `v` (jsonb cannot hold one).
+fn has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn time(name: &str, value: &str) -> ApiResult<DateTime<Utc>> {
@@ -246,24 +328,57 @@ fn span(from: &str, to: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Start, inclusive (RFC 3339 or YYYY-MM-DD). Required, except with `user_id` alone.
+    #[param(value_type = Option<When>)]
     from: Option<String>,
-    /// End, exclusive. Required (except with `user_id` alone); at most 366 days after `from`.
+    /// End, exclusive. Required (except with `user_id` alone); after `from`, at most 366 days
+    /// after it.
+    #[param(value_type = Option<When>)]
     to: Option<String>,
     user_id: Option<i64>,
+    #[param(pattern = "^[^\\x00]*$")]
     action: Option<String>,
+    #[param(pattern = "^[^\\x00]*$")]
     severity: Option<String>,
+    #[param(pattern = "^[^\\x00]*$")]
     resource_type: Option<String>,
     resource_id: Option<i64>,
     /// JSON object the row's details must contain, e.g. `{"region":"eu"}`.
     details: Option<String>,
     /// Full-text words in action, resource type, status and details' string values, also inside
     /// dotted, slashed, dashed and underscored values (`login` finds `user.login`).
+    #[param(pattern = "^[^\\x00]*$")]
     q: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^76313[aA]((3[0-9]){1,18}|2[dD](3[0-9]){1,16})3[aA](2[dD])?(3[0-9]){1,18}$"
+    )]
     cursor: Option<String>,
     /// Rows per page (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
+
+/// A time in a query: RFC 3339, or a date (its midnight, UTC).
+pub struct When;
+
+impl utoipa::PartialSchema for When {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        let string = |f| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(f)))
+        };
+        AnyOfBuilder::new()
+            .item(string(KnownFormat::DateTime))
+            .item(string(KnownFormat::Date))
+            .into()
+    }
+}
+
+impl ToSchema for When {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page {
@@ -277,7 +392,8 @@ pub struct Page {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = Page),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "A parameter the schema refuses, a missing or inverted range, or a cursor this server did not give out", body = ErrorBody),
+        Authenticated,
     ))]
 async fn list(
     _auth: Auth<Reader>,
@@ -314,11 +430,11 @@ async fn list(
     let details = match &p.details {
         None => None,
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            Ok(v @ serde_json::Value::Object(_)) if !has_nul(&v) => Some(v),
             _ => {
                 return Err(AppError::bad_request(
                     "invalid_query",
-                    "details must be a JSON object",
+                    "details must be a JSON object, with no NUL in it",
                 ))
             }
         },
@@ -390,12 +506,13 @@ async fn newest_for_user(state: &AppState, p: &ListParams, limit: i64) -> ApiRes
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// Start, inclusive. Required.
+    /// Start, inclusive (RFC 3339 or YYYY-MM-DD).
+    #[param(value_type = When)]
     from: String,
-    /// End, exclusive. Required; at most 366 days after `from`.
+    /// End, exclusive; after `from`, at most 366 days after it.
+    #[param(value_type = When)]
     to: String,
     /// hour, day (default) or month; buckets are in UTC.
-    #[param(value_type = Option<String>)]
     bucket: Option<Bucket>,
 }
 
@@ -413,7 +530,8 @@ pub struct Summary {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Counts", body = Summary),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "A missing, malformed or inverted range, or one over 366 days", body = ErrorBody),
+        Authenticated,
     ))]
 async fn summary(
     _auth: Auth<Reader>,
@@ -437,6 +555,48 @@ async fn summary(
         total,
         buckets,
     }))
+}
+
+/// What utoipa cannot derive, added to the served document: `details` as
+/// JSON (an object with no NUL anywhere, as jsonb holds; a posted one
+/// without strata's marker key), and the query's `details` as a JSON-encoded
+/// parameter (`content`, not `schema`).
+pub(super) fn refine_openapi(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let no_nul = json!({"type": "string", "pattern": "^[^\\x00]*$"});
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["JsonValue"] = json!({"anyOf": [
+        no_nul, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"$ref": "#/components/schemas/JsonObject"},
+    ]});
+    schemas["JsonObject"] = json!({
+        "type": "object",
+        "propertyNames": {"pattern": "^[^\\x00]*$"},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    });
+    schemas["DetailsIn"] = json!({
+        "type": "object",
+        "description": "At most 16 KiB of JSON; the key `_strata` is strata's own.",
+        "propertyNames": {"pattern": "^[^\\x00]*$", "not": {"const": crate::load::SERVER_MARKER}},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    });
+    let details = &mut schemas["AuditEventIn"]["properties"]["details"];
+    let description = details["description"].take();
+    *details = json!({
+        "description": description,
+        "anyOf": [{"$ref": "#/components/schemas/DetailsIn"}, {"type": "null"}],
+    });
+    if let Some(params) = doc["paths"]["/audit-logs"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "details") {
+            let obj = p.as_object_mut().expect("a parameter is an object");
+            obj.remove("schema");
+            obj.insert(
+                "content".into(),
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/JsonObject"}}}),
+            );
+        }
+    }
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -51,7 +51,12 @@ impl Cursor {
         let mut parts = text.strip_prefix("v1:")?.split(':');
         let micros: i64 = parts.next()?.parse().ok()?;
         let id: i64 = parts.next()?.parse().ok()?;
-        if parts.next().is_some() {
+        // The bounds the OpenAPI pattern states: 18 digits at most (16 for a
+        // time before 1970), so every time fits PostgreSQL's range.
+        if parts.next().is_some()
+            || !(-9_999_999_999_999_999..=999_999_999_999_999_999).contains(&micros)
+            || !(-999_999_999_999_999_999..=999_999_999_999_999_999).contains(&id)
+        {
             return None;
         }
         Some(Cursor {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::db::DbError;
 use crate::jobs::JobError;
@@ -43,6 +43,34 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// What every route with a bearer token can answer besides its own
+/// responses (`responses(..., Authenticated)` in `utoipa::path`).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Authenticated {
+    /// No, a malformed, an unknown or a revoked token (one message for all).
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    Unauthorized(ErrorBody),
+    /// The token's role does not allow this route.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Too many refused requests from the caller's network.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Seconds to wait")))]
+    TooManyRequests(ErrorBody),
+    /// The database is busy or unreachable, or the request took too long.
+    #[response(status = 503, headers(("Retry-After" = String, description = "Seconds to wait")))]
+    Unavailable(ErrorBody),
+}
+
+/// What the routes anyone may call can answer besides their own.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Open {
+    /// Too many requests from the caller's network.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Seconds to wait")))]
+    TooManyRequests(ErrorBody),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
@@ -57,6 +85,10 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A well-formed request naming something that does not exist (a
+    /// table, an archive): 404 with a code saying what was not found.
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -96,6 +128,7 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Missing { code, .. } => (StatusCode::NOT_FOUND, code),
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "already_running"),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -218,9 +251,12 @@ impl From<JobError> for AppError {
 impl From<MaintenanceError> for AppError {
     fn from(e: MaintenanceError) -> Self {
         match e {
-            MaintenanceError::UnknownTarget { .. } => {
-                AppError::bad_request("unknown_table", e.to_string())
-            }
+            // Well-formed (the OpenAPI document says what a name may be),
+            // naming no managed table or partition.
+            MaintenanceError::UnknownTarget { .. } => AppError::Missing {
+                code: "unknown_table",
+                message: e.to_string(),
+            },
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -244,15 +280,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(AppJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable {
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(JsonRejection::BytesRejection(e)) => return Err(e.into()),
+            Err(e) => return Err(AppError::bad_request("invalid_json", e.body_text())),
+        };
+        // serde would also read a struct from an array of its fields.
+        if !value.is_object() {
+            return Err(AppError::Unprocessable {
                 code: "invalid_json",
-                message: e.body_text(),
-            }),
-            Err(JsonRejection::BytesRejection(e)) => Err(e.into()),
-            Err(e) => Err(AppError::bad_request("invalid_json", e.body_text())),
+                message: "the body must be a JSON object".into(),
+            });
         }
+        serde_json::from_value(value)
+            .map(AppJson)
+            .map_err(|e| AppError::Unprocessable {
+                code: "invalid_json",
+                message: e.to_string(),
+            })
     }
 }
 

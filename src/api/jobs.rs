@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
-use super::error::{ApiResult, AppError, AppQuery, ErrorBody};
+use super::error::{ApiResult, AppError, AppQuery, Authenticated, ErrorBody};
 use super::AppState;
 use crate::config::Config;
 use crate::jobs::{self, JobRecord};
@@ -168,8 +168,10 @@ impl JobRunner {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only jobs of this kind: vacuum, analyze, reindex, maintain, …
+    #[param(pattern = "^[^\\x00]*$")]
     kind: Option<String>,
     /// At most this many, newest first (1..=500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -178,7 +180,8 @@ pub struct ListParams {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Jobs, newest first", body = Vec<Object>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "`limit` out of range, or `kind` with a NUL", body = ErrorBody),
+        Authenticated,
     ))]
 async fn list(
     _auth: Auth<Reader>,
@@ -192,6 +195,12 @@ async fn list(
             "limit must be between 1 and 500",
         ));
     }
+    if p.kind.as_deref().is_some_and(|k| k.contains('\0')) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "kind contains a NUL character, which PostgreSQL text cannot hold",
+        ));
+    }
     let client = state.pool.get().await?;
     Ok(Json(jobs::list(&client, p.kind.as_deref(), limit).await?))
 }
@@ -202,8 +211,9 @@ async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        Authenticated,
     ))]
 async fn get(
     _auth: Auth<Reader>,

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Auth};
-use super::error::{ApiResult, AppError, AppJson, ErrorBody};
+use super::error::{ApiResult, AppError, AppJson, Authenticated, ErrorBody};
 use super::events::{Event, RequestContext};
 use super::tokens::Principal;
 use super::AppState;
@@ -24,10 +24,32 @@ use crate::ops::{MaintainOptions, Op, Origin};
 /// quoted, with a dot. Anything longer cannot name a table.
 const MAX_TABLE_NAME: usize = 2 * (63 * 2 + 2) + 1;
 
+/// What the OpenAPI document says of every `table_name` (`minLength`,
+/// `maxLength`, `pattern`), refused before anything is looked up. A name
+/// that passes and names no managed table or partition is a 404.
+pub(crate) fn check_table_name(table_name: &str) -> ApiResult<()> {
+    let bad = |m: String| Err(AppError::bad_request("invalid_table_name", m));
+    // Characters, as JSON Schema counts them.
+    let chars = table_name.chars().count();
+    if chars == 0 {
+        return bad("table_name is empty".into());
+    }
+    if chars > MAX_TABLE_NAME {
+        return bad(format!(
+            "table_name is {chars} characters long; no table name is longer than {MAX_TABLE_NAME}"
+        ));
+    }
+    if table_name.contains('\0') {
+        return bad("table_name contains a NUL character".into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VacuumRequest {
     /// A managed table or one of its partitions, e.g. `audit_logs` or `audit_logs_2025_03`.
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
     pub table_name: String,
     /// Also refresh planner statistics.
     #[serde(default)]
@@ -37,6 +59,8 @@ pub struct VacuumRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
+    /// A managed table or one of its partitions.
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
     pub table_name: String,
     /// Only partitions changed since their last analyze.
     #[serde(default)]
@@ -46,6 +70,8 @@ pub struct AnalyzeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableRequest {
+    /// A managed table or one of its partitions.
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
     pub table_name: String,
 }
 
@@ -54,6 +80,7 @@ pub struct TableRequest {
 pub struct MaintainRequest {
     /// A managed table (default: the first configured one).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 257, pattern = "^[^\\x00]*$")]
     pub table_name: Option<String>,
 }
 
@@ -80,25 +107,17 @@ pub(crate) async fn start(
     kind: &'static str,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
     let result = async {
-        if table_name.len() > MAX_TABLE_NAME {
-            return Err(AppError::bad_request(
-                "unknown_table",
-                format!(
-                    "table_name is {} bytes long; no table name is longer than {MAX_TABLE_NAME}",
-                    table_name.len()
-                ),
-            ));
-        }
+        check_table_name(table_name)?;
         let mut client = state.pool.get().await?;
         let target = maintenance::resolve(&mut client, &state.config.tables, table_name).await?;
         if parent_only && !target.is_parent {
-            return Err(AppError::bad_request(
-                "unknown_table",
-                format!(
+            return Err(AppError::Missing {
+                code: "unknown_table",
+                message: format!(
                     "{kind} works on a managed table, and {} is one of its partitions",
                     target.relation.display_unquoted()
                 ),
-            ));
+            });
         }
         let op = make(target);
         let origin = Origin::Api {
@@ -140,10 +159,12 @@ pub(crate) async fn start(
     request_body = VacuumRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, description = "Unknown table or malformed JSON", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `table_name` the schema refuses", body = ErrorBody),
+        (status = 404, description = "No managed table or partition has that name", body = ErrorBody),
         (status = 409, description = "The same job is running", body = ErrorBody),
-        (status = 422, description = "Wrong field types", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown or missing fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn vacuum(
     auth: Auth<Admin>,
@@ -171,8 +192,12 @@ async fn vacuum(
     request_body = AnalyzeRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `table_name` the schema refuses", body = ErrorBody),
+        (status = 404, description = "No managed table (or, but for maintain, partition) has that name", body = ErrorBody),
+        (status = 409, description = "The same job is running", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown or missing fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn analyze(
     auth: Auth<Admin>,
@@ -204,8 +229,12 @@ async fn analyze(
     request_body = TableRequest, security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `table_name` the schema refuses", body = ErrorBody),
+        (status = 404, description = "No managed table (or, but for maintain, partition) has that name", body = ErrorBody),
+        (status = 409, description = "The same job is running", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown or missing fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn reindex(
     auth: Auth<Admin>,
@@ -228,12 +257,16 @@ async fn reindex(
 
 /// Partition maintenance (premake, default-partition moves, retention), as a job.
 #[utoipa::path(post, path = "/admin/database/partitions/maintain", tag = "maintenance",
-    request_body(content = MaintainRequest, description = "Optional; an empty body means the first managed table"),
+    request_body(content = Option<MaintainRequest>, description = "Optional; an empty body means the first managed table"),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Job started", body = JobAccepted),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a `table_name` the schema refuses", body = ErrorBody),
+        (status = 404, description = "No managed table (or, but for maintain, partition) has that name", body = ErrorBody),
+        (status = 409, description = "The same job is running", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown or missing fields", body = ErrorBody),
+        Authenticated,
     ))]
 async fn maintain(
     auth: Auth<Admin>,
@@ -241,8 +274,21 @@ async fn maintain(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
     let body = body?;
-    let req: MaintainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    // No body, or `null` (which the document's optional body allows): the defaults.
+    let req: MaintainRequest = if text.is_empty() || text == b"null" {
         MaintainRequest::default()
+    } else if !text.starts_with(b"{") {
+        // serde would also read a struct from an array of its fields.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+                Ok(_) => AppError::Unprocessable {
+                    code: "invalid_json",
+                    message: "the body must be a JSON object".into(),
+                },
+                Err(e) => AppError::bad_request("invalid_json", e.to_string()),
+            },
+        );
     } else {
         serde_json::from_slice(&body).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => AppError::Unprocessable {

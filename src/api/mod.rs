@@ -265,7 +265,7 @@ pub fn pool_with(url: &str, options: &ServeOptions) -> Result<Pool, crate::db::D
 #[openapi(
     info(title = "strata admin API", description = "Partition maintenance, statistics and audit logs of a PostgreSQL audit_logs table. Authenticate with `Authorization: Bearer <token>` (`strata token create`)."),
     modifiers(&BearerScheme),
-    components(schemas(ErrorBody, RowError)),
+    components(schemas(ErrorBody, RowError, audit_logs::When)),
     tags(
         (name = "stats", description = "Reader: statistics, report, health"),
         (name = "maintenance", description = "Admin: vacuum, analyze, reindex, partition maintenance, as jobs"),
@@ -299,17 +299,24 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(archives::router())
 }
 
-/// The OpenAPI document of every route [`app`] serves.
+/// The OpenAPI document of every route [`app`] serves, as utoipa derives
+/// it (`/openapi.json` serves [`document`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().into_openapi()
+}
+
+/// The document `/openapi.json` serves: [`openapi`] with the schemas
+/// utoipa cannot express (`audit_logs::refine_openapi`).
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).expect("the OpenAPI document serializes");
+    audit_logs::refine_openapi(&mut doc);
+    doc
 }
 
 fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        openapi()
-            .to_pretty_json()
-            .expect("the OpenAPI document serializes")
+        serde_json::to_string_pretty(&document()).expect("the OpenAPI document serializes")
     })
 }
 

@@ -251,6 +251,10 @@ async fn grants(
             format!("GRANT UPDATE (last_used_at) ON strata.api_tokens TO {r}"),
         ),
         (
+            "UPDATE of jobs.progress (a running job's latest line)".into(),
+            format!("GRANT UPDATE (progress, progress_at) ON strata.jobs TO {r}"),
+        ),
+        (
             "INSERT, DELETE on strata.query_snapshots".into(),
             format!("GRANT INSERT, DELETE ON strata.query_snapshots TO {r}"),
         ),

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
-use super::error::{ApiResult, AppError, AppQuery, ErrorBody};
+use super::error::{ApiResult, AppError, AppQuery, Authenticated, ErrorBody};
 use super::tokens::{Principal, Role};
 use super::AppState;
 use crate::{health, report, stats};
@@ -40,7 +40,7 @@ fn one_or_all(mut all: Vec<Value>) -> Value {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`table`, `partition_count`, `total_size_bytes`, `total_size_pretty`, `partitions[]`, …", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn partitions(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let mut client = state.pool.get().await?;
@@ -57,7 +57,7 @@ async fn partitions(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiRe
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`table`, `indexes[]`", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn indexes(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let client = state.pool.get().await?;
@@ -75,8 +75,10 @@ async fn indexes(_auth: Auth<Reader>, State(state): State<AppState>) -> ApiResul
 #[into_params(parameter_in = Query)]
 pub struct QueriesParams {
     /// Window in days (1..=365, default 7).
+    #[param(minimum = 1, maximum = 365)]
     days: Option<u32>,
     /// Statements per list (1..=100, default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -96,7 +98,8 @@ fn days(days: Option<u32>) -> ApiResult<u32> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`window`, `slowest[]`, `most_frequent[]`, or a `hint` when pg_stat_statements is missing", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "A parameter out of range or not a number", body = ErrorBody),
+        Authenticated,
     ))]
 async fn queries(
     auth: Auth<Reader>,
@@ -121,6 +124,7 @@ async fn queries(
 #[into_params(parameter_in = Query)]
 pub struct ReportParams {
     /// Query statistics window in days (1..=365, default 7).
+    #[param(minimum = 1, maximum = 365)]
     days: Option<u32>,
 }
 
@@ -129,7 +133,8 @@ pub struct ReportParams {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The report (docs/report-json.md)", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "A parameter out of range or not a number", body = ErrorBody),
+        Authenticated,
     ))]
 async fn report(
     auth: Auth<Reader>,
@@ -150,7 +155,7 @@ async fn report(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`status`, `checked_at`, `checks[]`", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn health(auth: Auth<Reader>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let mut client = state.pool.get().await?;

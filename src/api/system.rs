@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Auth, Reader};
-use super::error::{ApiResult, AppError, ErrorBody};
+use super::error::{ApiResult, AppError, Authenticated, ErrorBody, Open};
 use super::events::{self, RequestContext};
 use super::AppState;
 
@@ -31,8 +31,9 @@ pub struct Liveness {
 #[utoipa::path(get, path = "/healthz", tag = "system",
     responses(
         (status = 200, description = "Up, database reachable", body = Liveness),
-        (status = 429, description = "Too many requests from this network; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        Open,
     ))]
 async fn healthz(State(state): State<AppState>, ctx: RequestContext) -> ApiResult<Json<Liveness>> {
     open_route(&state, &ctx)?;
@@ -88,7 +89,7 @@ fn open_route(state: &AppState, ctx: &RequestContext) -> Result<(), AppError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        Authenticated,
     ))]
 async fn metrics(_auth: Auth<Reader>, State(state): State<AppState>) -> Response {
     let text = super::metrics::render(&state).await;
@@ -105,7 +106,7 @@ async fn metrics(_auth: Auth<Reader>, State(state): State<AppState>) -> Response
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
-    responses((status = 200, description = "OpenAPI 3.1 description of every route", body = Object)))]
+    responses((status = 200, description = "OpenAPI 3.1 description of every route", body = Object), Open))]
 async fn openapi(State(state): State<AppState>, ctx: RequestContext) -> Response {
     if let Err(e) = open_route(&state, &ctx) {
         return e.into_response();

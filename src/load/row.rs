@@ -42,11 +42,12 @@ pub struct InputRow {
     pub id: Option<serde_json::Value>,
     #[serde(default)]
     pub search_vector: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "integer")]
     pub user_id: Option<i64>,
     pub action: Option<String>,
     #[serde(default)]
     pub resource_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub resource_id: Option<i64>,
     #[serde(default)]
     pub details: Option<Box<serde_json::value::RawValue>>,
@@ -59,6 +60,28 @@ pub struct InputRow {
     #[serde(default)]
     pub severity: Option<String>,
     pub created_at: Option<String>,
+}
+
+/// A bigint as JSON has it: `7` or `7.0` (JSON, and JSON Schema's
+/// `integer`, make no difference), never `7.5` or beyond the bigint range.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                // Integral and within 2^53, where a float is exact: a larger
+                // one may be a rounded integer literal beyond the range.
+                Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                    Ok(Some(f as i64))
+                }
+                _ => Err(D::Error::custom(format!("{n} is not a bigint"))),
+            }
+        }
+    }
 }
 
 fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), String> {
@@ -208,6 +231,22 @@ fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), Inva
     }
 }
 
+/// Whether JSON text holds the escape `\u0000` (a NUL once parsed): a
+/// backslash-u preceded by an even number of further backslashes, so that
+/// an escaped backslash followed by `u0000` (`\\u0000`) is not one.
+fn escapes_nul(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("\\u0000").map(|i| i + from) {
+        let before = b[..at].iter().rev().take_while(|&&c| c == b'\\').count();
+        if before % 2 == 0 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// `details` as stored: JSON text, unwrapping a stringified object.
 fn details_text(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, Invalid> {
     let bad = |m: String| Invalid::of("details", m);
@@ -228,7 +267,7 @@ fn details_text(raw: Option<&serde_json::value::RawValue>) -> Result<Option<Stri
     } else {
         text.to_string()
     };
-    if text.contains("\\u0000") {
+    if escapes_nul(&text) {
         return Err(bad(
             "details contains a NUL character, which jsonb cannot store".into(),
         ));
@@ -470,6 +509,28 @@ mod tests {
             future: chrono::Duration::minutes(5),
         };
         parse(json).and_then(|r| r.validate(&rules(Origin::Writer(window))))
+    }
+
+    #[test]
+    fn ids_are_json_integers_and_nul_escapes_are_told_from_escaped_backslashes() {
+        // JSON (and the OpenAPI document's `integer`) makes 7.0 the number 7.
+        assert_eq!(input(r#"{"user_id":7.0,"action":"x"}"#).unwrap().user_id, 7);
+        assert_eq!(
+            input(r#"{"user_id":1,"resource_id":-3.0,"action":"x"}"#)
+                .unwrap()
+                .resource_id,
+            Some(-3)
+        );
+        for bad in ["7.5", "-9223372036854775809", "1e300"] {
+            let e = input(&format!(r#"{{"user_id":{bad},"action":"x"}}"#)).unwrap_err();
+            assert!(e.contains("not a bigint"), "{bad}: {e}");
+        }
+        let nul = input(r#"{"user_id":1,"action":"x","details":{"a":"\u0000"}}"#).unwrap_err();
+        assert!(nul.contains("NUL"), "{nul}");
+        // A backslash, then the text u0000: no NUL.
+        assert!(input(r#"{"user_id":1,"action":"x","details":{"a":"\\u0000"}}"#).is_ok());
+        let nul = input(r#"{"user_id":1,"action":"x","details":{"a":"\\\u0000"}}"#).unwrap_err();
+        assert!(nul.contains("NUL"), "{nul}");
     }
 
     #[test]

@@ -125,9 +125,10 @@ impl From<deadpool_postgres::PoolError> for WebError {
 impl From<AppError> for WebError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::BadRequest { message, .. } | AppError::Unprocessable { message, .. } => {
-                WebError::bad_input(message)
-            }
+            // A form names a table: one that does not exist is bad input there.
+            AppError::BadRequest { message, .. }
+            | AppError::Unprocessable { message, .. }
+            | AppError::Missing { message, .. } => WebError::bad_input(message),
             AppError::Conflict(message) => WebError {
                 status: 409,
                 message,

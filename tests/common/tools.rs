@@ -1,5 +1,5 @@
 //! Tools outside PostgreSQL that some tests drive: the Python virtualenv that
-//! `.ci/run` prepares (moto's S3 server, DuckDB, an independent Ed25519),
+//! `.ci/run` prepares (moto's S3 server, DuckDB, an independent Ed25519, schemathesis),
 //! Debian's Chromium and the npm packages under `tests/browser`.
 //!
 //! Each finder returns `None` (and says the test is skipped) when the tool is
@@ -59,6 +59,19 @@ pub fn moto_server() -> Option<PathBuf> {
         return missing(
             &format!("{}", script.display()),
             "pip install 'moto[server]'",
+        );
+    }
+    Some(script)
+}
+
+/// The `schemathesis` CLI of the virtualenv (an OpenAPI fuzzer).
+pub fn schemathesis() -> Option<PathBuf> {
+    let python = python_with("schemathesis")?;
+    let script = python.with_file_name("schemathesis");
+    if !script.exists() {
+        return missing(
+            &format!("{}", script.display()),
+            "pip install -r .ci/requirements.txt",
         );
     }
     Some(script)
