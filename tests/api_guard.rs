@@ -377,3 +377,48 @@ async fn admin_events_keep_internal_error_text_out_of_the_audit_table() {
     assert_eq!(details["refused"], v["error"]["message"], "{details}");
     assert_eq!(details["error_code"], v["error"]["code"], "{details}");
 }
+
+/// The dashboard's login form is an unauthenticated route like the API's:
+/// refused logins count against the network's failed-auth budget, and past
+/// it the form answers 429 without looking the token up.
+#[tokio::test]
+async fn dashboard_login_floods_are_limited_without_lookups() {
+    let Some(db) = counted_db().await else { return };
+    let s = state(
+        &db,
+        ServeOptions {
+            failed_auth_limit: Some(RateLimit {
+                burst: 10.0,
+                per_second: 0.001,
+            }),
+            ..ServeOptions::default()
+        },
+    );
+    let before = calls(&db, LOOKUP).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..50u32 {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token=strata_{:064x}", i + 1)))
+            .unwrap();
+        let mut req = req;
+        req.extensions_mut().insert(ConnectInfo(
+            "198.51.100.7:4000".parse::<SocketAddr>().unwrap(),
+        ));
+        let resp = api::app(s.clone()).oneshot(req).await.unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        *statuses.entry(resp.status().as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        std::collections::BTreeMap::from([(401, 10), (429, 40)])
+    );
+    assert!(
+        calls(&db, LOOKUP).await - before <= 10,
+        "no lookup past the limit"
+    );
+}

@@ -43,7 +43,7 @@ impl Requirement for Writer {
 
 /// Refuses a request whose network is over the failed-auth limit: a 429
 /// counted in memory, with no database query at all.
-fn throttle(state: &AppState, ctx: &RequestContext) -> Result<(), AppError> {
+pub(crate) fn throttle(state: &AppState, ctx: &RequestContext) -> Result<(), AppError> {
     match state.guard.failed_auth.exhausted(&ctx.source()) {
         None => Ok(()),
         Some(wait) => {

@@ -48,6 +48,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use audit_logs::{validate_batch, MAX_BATCH, MAX_DETAILS_BYTES, SEVERITIES, STATUSES};
+pub(crate) use auth::throttle;
 pub use error::{AppError, ErrorBody, RowError};
 pub use events::{Event, RequestContext, SecurityEvents};
 pub use jobs::{JobRunner, SHUTDOWN_REASON};

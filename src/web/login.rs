@@ -43,6 +43,8 @@ pub async fn form() -> Response {
 }
 
 async fn refuse(state: &AppState, ctx: &RequestContext, reason: &str) -> Response {
+    // Counted against the network like a refused bearer token.
+    let _ = state.guard.failed_auth.take(&ctx.source());
     state.metrics.refused(events::AUTH_FAILED);
     state
         .events
@@ -59,6 +61,17 @@ pub async fn submit(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
+    // A network over the failed-auth limit gets no token lookup at all.
+    if let Err(crate::api::AppError::TooManyRequests(wait)) = crate::api::throttle(&state, &ctx) {
+        let mut page = layout::login(
+            Some("Too many refused logins from your network; wait and try again."),
+            429,
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return page;
+    }
     if !csrf::same_origin(&headers) {
         return refuse(&state, &ctx, "dashboard login from another origin").await;
     }
