@@ -239,6 +239,7 @@ mod tests {
             to: to.map(at),
             is_default: from.is_none(),
             estimated_rows: 10,
+            size_exact: true,
             table_bytes: 0,
             index_bytes: 0,
             toast_bytes: 0,
