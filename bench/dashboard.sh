@@ -55,9 +55,10 @@ fetch() {
   [ "${out%% *}" = 200 ] || { echo "$2 from ${BINS[$1]}: HTTP ${out%% *}" >&2; exit 1; }
   local server
   server=$(tr -d '\r' <"$WORK/h" | sed -n 's/^server-timing: app;dur=//Ip')
-  echo "${server:-nan} $(awk -v t="${out#* }" 'BEGIN { printf "%.1f", t * 1000 }')"
+  # A binary without the header (before it existed) shows "-" for the server's part.
+  echo "${server:--} $(awk -v t="${out#* }" 'BEGIN { printf "%.1f", t * 1000 }')"
 }
-stat() { sort -n | awk '{ v[NR] = $1 } END { printf "%.0f / %.0f", v[int((NR + 1) / 2)], v[NR] }'; }
+stat() { sort -n | awk '$1 == "-" { print "-"; exit } { v[NR] = $1 } END { if (NR && v[1] != "") printf "%.0f / %.0f", v[int((NR + 1) / 2)], v[NR] }'; }
 for path in / /partitions /indexes /queries /live /jobs "/jobs/confirm?action=vacuum&table=audit_logs" \
     /conversion /events /archives /seals /rollups; do
   for b in "${!BINS[@]}"; do fetch "$b" "$path" >/dev/null; : >"$WORK/r$b"; done
