@@ -373,6 +373,25 @@ async fn a_bloated_btree_is_flagged_and_reindexed_but_a_fresh_one_is_not() {
     let v = report(&db);
     let found = recs(&v, "bloated_index");
     assert!(!found.is_empty(), "{:#}", v["recommendations"]);
+    // Column widths from the partition's own statistics above; once the
+    // parent is analyzed they come from its statistics over all partitions,
+    // and the same waste is found.
+    db.client()
+        .await
+        .batch_execute("ANALYZE audit_logs")
+        .await
+        .unwrap();
+    let parts = |r: &[Value]| -> Vec<String> {
+        let mut names: Vec<String> = r
+            .iter()
+            .flat_map(|r| r["evidence"]["bloated"].as_array().unwrap().clone())
+            .map(|b| b["index"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let again = recs(&report(&db), "bloated_index");
+    assert_eq!(parts(&again), parts(&found), "{again:#?}");
     let fix = found[0]["fix"].as_str().unwrap().to_string();
     assert!(
         fix.starts_with("REINDEX INDEX CONCURRENTLY \"public\".\"audit_logs_2025_03_"),
@@ -479,6 +498,42 @@ async fn stats_partitions_keeps_the_seed_shape_and_adds_up() {
         .unwrap();
     assert_eq!(march["from"], "2025-03-01T00:00:00Z");
     assert_eq!(march["to"], "2025-04-01T00:00:00Z");
+    // The default partition, just written, is measured; a partition
+    // vacuumed since its last write is estimated from relpages, which the
+    // VACUUM has just brought to the file's size.
+    let c = db.client().await;
+    let size = |name: &str| {
+        let name = name.to_string();
+        let c = &c;
+        async move {
+            let r = c
+                .query_one("SELECT pg_relation_size($1::text::regclass)", &[&name])
+                .await
+                .unwrap();
+            r.get::<_, i64>(0)
+        }
+    };
+    let default = parts.last().unwrap();
+    assert_eq!(default["size_exact"], true, "{default}");
+    assert_eq!(
+        default["table_bytes"].as_i64().unwrap(),
+        size(default["name"].as_str().unwrap()).await
+    );
+    c.batch_execute("VACUUM ANALYZE audit_logs_2025_03")
+        .await
+        .unwrap();
+    let out = strata(&db, &["--json", "stats", "partitions"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let march = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "public.audit_logs_2025_03")
+        .unwrap();
+    assert_eq!(march["size_exact"], false, "{march}");
+    let exact = size("public.audit_logs_2025_03").await;
+    assert!(exact > 0);
+    assert_eq!(march["table_bytes"].as_i64().unwrap(), exact);
     assert_eq!(
         parts.last().unwrap()["is_default"],
         true,

@@ -20,7 +20,7 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
         let s = &t.strategy;
         println!("\n== {} ==", t.table);
         println!(
-            "size        {} in {} partitions ({} table, {} indexes, {} toast), ~{} rows",
+            "size        ≈ {} in {} partitions ({} table, {} indexes, {} toast; estimated), ~{} rows",
             p.total_size_pretty,
             p.partition_count,
             format::bytes(p.table_bytes.max(0) as u64),

@@ -39,6 +39,11 @@ pub async fn partitions(target: &Target, config: &Config, json: bool) -> Result<
         if let Some(n) = t.default_partition_rows {
             println!("default partition: {} rows", format::count(n.max(0) as u64));
         }
+        println!(
+            "sizes: measured for {} partitions (the default, those written since their last analyze), \
+             the others estimated from the catalog (pg_class.relpages)",
+            t.partitions.iter().filter(|p| p.size_exact).count()
+        );
         let rows: Vec<Vec<String>> = t
             .partitions
             .iter()

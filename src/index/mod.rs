@@ -62,24 +62,32 @@ pub async fn snapshot(
         .query(include_str!("child_indexes.sql"), &[&parent])
         .await
         .map_err(DbError::query("listing partition indexes"))?;
+    // Grouped once: matching every partition against every row is
+    // quadratic (8 million comparisons at 1,000 partitions).
+    let mut by_partition: std::collections::HashMap<(String, String), Vec<ChildIndex>> =
+        std::collections::HashMap::new();
+    for r in &children {
+        by_partition
+            .entry((r.get(0), r.get(1)))
+            .or_default()
+            .push(ChildIndex {
+                name: r.get(2),
+                valid: r.get(3),
+                attached_to: r.get(4),
+            });
+    }
     let partitions = parts
         .partitions
         .iter()
         .filter(|p| !p.detach_pending)
         .map(|p| PartitionIndexes {
             partition: p.name.clone(),
-            indexes: children
-                .iter()
-                .filter(|r| {
-                    r.get::<_, String>(0) == p.name.schema.as_str()
-                        && r.get::<_, String>(1) == p.name.name.as_str()
-                })
-                .map(|r| ChildIndex {
-                    name: r.get(2),
-                    valid: r.get(3),
-                    attached_to: r.get(4),
-                })
-                .collect(),
+            indexes: by_partition
+                .remove(&(
+                    p.name.schema.as_str().to_string(),
+                    p.name.name.as_str().to_string(),
+                ))
+                .unwrap_or_default(),
         })
         .collect();
     Ok(IndexSnapshot {

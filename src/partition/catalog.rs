@@ -175,7 +175,9 @@ async fn read_snapshot(
     .map_err(DbError::query("setting TimeZone"))?;
     let rows = tx
         .query(
-            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+            // relid 0: bounds hold only constants, and with the partition's
+            // OID pg_get_expr opens (and locks) each partition.
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_expr(c.relpartbound, 0),
                     i.inhdetachpending
                FROM pg_catalog.pg_inherits i
                JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid

@@ -62,7 +62,8 @@ struct RawIndex {
     on_parent: bool,
     parent: Option<String>,
     method: String,
-    definition: String,
+    /// Only for the indexes the grouping shows (see indexes.sql).
+    definition: Option<String>,
     bytes: i64,
     scans: i64,
     read: i64,
@@ -71,11 +72,14 @@ struct RawIndex {
     unique: bool,
     primary: bool,
     constraint: bool,
-    shape: String,
+    shape: Option<String>,
     tuples: f64,
     fillfactor: i32,
     tuple_bytes: Option<f64>,
     block: i64,
+    /// `relpages * block_size`: the size as of the same VACUUM/ANALYZE as
+    /// `tuples`, which is what the bloat estimate compares.
+    estimated_bytes: i64,
 }
 
 /// Estimated waste of a B-tree: its size minus what its tuples would take
@@ -93,7 +97,7 @@ fn btree_bloat(ix: &RawIndex) -> i64 {
     let per_page = (usable / tuple_bytes.max(1.0)).max(1.0);
     // +1: the metapage.
     let expected = ((ix.tuples / per_page).ceil() + 1.0) * ix.block as f64;
-    (ix.bytes as f64 - expected).max(0.0) as i64
+    (ix.estimated_bytes as f64 - expected).max(0.0) as i64
 }
 
 pub async fn indexes(client: &Client, spec: &TableSpec) -> Result<Vec<IndexStat>, DbError> {
@@ -123,6 +127,7 @@ pub async fn indexes(client: &Client, spec: &TableSpec) -> Result<Vec<IndexStat>
             fillfactor: r.get(17),
             tuple_bytes: r.get(18),
             block: r.get(19),
+            estimated_bytes: r.get(20),
         })
         .collect();
     let wanted: Vec<String> = crate::index::wanted(spec)
@@ -166,7 +171,7 @@ fn group(raw: &[RawIndex], wanted: &[String]) -> Vec<IndexStat> {
         });
         if ix.name == key {
             entry.table = ix.table.clone();
-            entry.definition = ix.definition.clone();
+            entry.definition = ix.definition.clone().unwrap_or_default();
         } else {
             entry.partitions += 1;
         }
@@ -181,7 +186,7 @@ fn group(raw: &[RawIndex], wanted: &[String]) -> Vec<IndexStat> {
         }
         let bloat = btree_bloat(ix);
         entry.bloat_bytes += bloat;
-        if bloat >= BLOAT_MIN_BYTES && bloat as f64 >= BLOAT_RATIO * ix.bytes as f64 {
+        if bloat >= BLOAT_MIN_BYTES && bloat as f64 >= BLOAT_RATIO * ix.estimated_bytes as f64 {
             entry.bloated.push(Bloated {
                 index: ix.name.clone(),
                 table: ix.table.clone(),
@@ -205,7 +210,7 @@ fn group(raw: &[RawIndex], wanted: &[String]) -> Vec<IndexStat> {
     // first by name.
     let shapes: BTreeMap<&str, (&str, &str)> = raw
         .iter()
-        .map(|ix| (ix.name.as_str(), (ix.table.as_str(), ix.shape.as_str())))
+        .filter_map(|ix| Some((ix.name.as_str(), (ix.table.as_str(), ix.shape.as_deref()?))))
         .collect();
     let mut by_priority: Vec<usize> = (0..out.len()).collect();
     by_priority.sort_by_key(|&i| {

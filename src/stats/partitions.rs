@@ -23,6 +23,11 @@ pub struct PartitionStat {
     pub to: Option<DateTime<Utc>>,
     pub is_default: bool,
     pub estimated_rows: i64,
+    /// `true`: the sizes below are measured (`pg_relation_size`); `false`:
+    /// estimated from `pg_class.relpages` as of the last VACUUM, ANALYZE or
+    /// CREATE INDEX. Measured for the default partition and the partitions
+    /// written since their last analyze (at most 32; see partitions.sql).
+    pub size_exact: bool,
     pub table_bytes: i64,
     pub index_bytes: i64,
     pub toast_bytes: i64,
@@ -87,6 +92,7 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
             to,
             is_default,
             estimated_rows: r.get(3),
+            size_exact: r.get(15),
             table_bytes: r.get(4),
             index_bytes: r.get(5),
             toast_bytes: r.get(6),

@@ -38,8 +38,17 @@ const JS: &str = include_str!("assets/app.js");
 const ASSET_CACHE: &str = "public, max-age=86400";
 
 async fn security_headers(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // The handler's own time (reads and rendering, not the network), so
+    // `bench/dashboard.sh` and a browser's devtools show the server's part.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "app;dur={:.1}",
+        started.elapsed().as_secs_f64() * 1000.0
+    )) {
+        h.insert(header::HeaderName::from_static("server-timing"), v);
+    }
     let set = |h: &mut axum::http::HeaderMap, name: header::HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };

@@ -25,10 +25,12 @@ async fn build(state: &AppState) -> Result<Html, WebError> {
         let table = spec.name.display_unquoted();
         html!(
             out,
-            "<section><h2>{}</h2><div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Indexes of {}\">\
+            "<section><h2>{}</h2><p class=\"meta\">Sizes are estimates from the catalog (pages counted \
+             by the last VACUUM, ANALYZE or index build), measured only on the default partition and the \
+             partitions written since their last analyze.</p><div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Indexes of {}\">\
              <table class=\"data\"><caption class=\"sr-only\">Indexes of {}, one row per parent index</caption><thead><tr>\
              <th scope=\"col\">Index</th><th scope=\"col\">Method</th><th scope=\"col\">Partitions</th>\
-             <th scope=\"col\">Size</th><th scope=\"col\">Scans</th><th scope=\"col\">Tuples read</th>\
+             <th scope=\"col\">Size (est.)</th><th scope=\"col\">Scans</th><th scope=\"col\">Tuples read</th>\
              <th scope=\"col\">Flags</th><th scope=\"col\">Definition</th></tr></thead><tbody>",
             table,
             table,

@@ -192,12 +192,26 @@ fn recommendations(out: &mut Html, recs: &Value) {
 async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
     let now = Utc::now();
     let mut client = state.pool.get().await?;
-    let report = crate::report::build(&mut client, &state.config.tables, now, 7)
-        .await
-        .map_err(WebError::internal)?;
-    let health = crate::health::check(&mut client, &state.config.tables, &state.config.health, now)
-        .await
-        .map_err(WebError::internal)?;
+    // The health checks on a second connection at the same time, so the
+    // server works on both in parallel; only if one is free right now
+    // (waiting for it could wait forever with a pool of one).
+    let mut no_wait = state.pool.timeouts();
+    no_wait.wait = Some(std::time::Duration::ZERO);
+    let (report, health) = match state.pool.timeout_get(&no_wait).await {
+        Ok(mut second) => {
+            tokio::join!(
+                crate::report::build(&mut client, &state.config.tables, now, 7),
+                crate::health::check(&mut second, &state.config.tables, &state.config.health, now)
+            )
+        }
+        Err(_) => (
+            crate::report::build(&mut client, &state.config.tables, now, 7).await,
+            crate::health::check(&mut client, &state.config.tables, &state.config.health, now)
+                .await,
+        ),
+    };
+    let report = report.map_err(WebError::internal)?;
+    let health = health.map_err(WebError::internal)?;
     let mut health = serde_json::to_value(health).map_err(WebError::internal)?;
     if !viewer.is_admin() {
         crate::api::redact::for_reader(&mut health);
@@ -239,6 +253,7 @@ mod tests {
             to: to.map(at),
             is_default: from.is_none(),
             estimated_rows: 10,
+            size_exact: true,
             table_bytes: 0,
             index_bytes: 0,
             toast_bytes: 0,

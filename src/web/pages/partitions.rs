@@ -37,6 +37,15 @@ const COLUMNS: [(&str, &str); 11] = [
     ("analyze", "Last (auto)analyze"),
 ];
 
+/// A size, marked ≈ when it is the catalog's estimate.
+fn approx(p: &PartitionStat, n: i64) -> String {
+    if p.size_exact {
+        bytes(n)
+    } else {
+        format!("≈ {}", bytes(n))
+    }
+}
+
 fn last(
     a: Option<chrono::DateTime<chrono::Utc>>,
     b: Option<chrono::DateTime<chrono::Utc>>,
@@ -117,13 +126,18 @@ async fn build(state: &AppState, p: Params) -> Result<Html, WebError> {
             .iter()
             .map(|p| (p.name.clone(), p.total_bytes as f64))
             .collect();
+        let measured = s.partitions.iter().filter(|p| p.size_exact).count();
         html!(
             out,
-            "<section><h2>{}</h2><p>{} partitions, {} in all, {} dead tuples.</p><h3>Growth per period</h3>",
+            "<section><h2>{}</h2><p>{} partitions, {} in all, {} dead tuples.</p>\
+             <p class=\"meta\">Sizes marked ≈ are estimates from the catalog (pages counted by the last \
+             VACUUM, ANALYZE or index build); the {} measured ones are the default partition and those \
+             written since their last analyze.</p><h3>Growth per period</h3>",
             s.table,
             s.partition_count,
             s.total_size_pretty,
-            count(s.dead_tuples)
+            count(s.dead_tuples),
+            measured
         );
         out.push(&charts::bars(
             &format!("Bytes per partition of {}, in time order", s.table),
@@ -156,10 +170,10 @@ async fn build(state: &AppState, p: Params) -> Result<Html, WebError> {
                 when(p.from),
                 when(p.to),
                 count(p.estimated_rows),
-                bytes(p.table_bytes),
-                bytes(p.index_bytes),
-                bytes(p.toast_bytes),
-                bytes(p.total_bytes),
+                approx(p, p.table_bytes),
+                approx(p, p.index_bytes),
+                approx(p, p.toast_bytes),
+                approx(p, p.total_bytes),
                 count(p.dead_tuples),
                 when(last(p.last_vacuum, p.last_autovacuum)),
                 when(last(p.last_analyze, p.last_autoanalyze))
