@@ -9,6 +9,9 @@
 # the failed inserts; and row counts before/after (each row exactly once).
 # First the same writers run alone for BASELINE_SECONDS (15): their stall
 # then is the machine's (disk flushes, scheduler), to read the rest against.
+# Also printed: what the writers waited on during maintain (pg_stat_activity
+# sampled every ~5 ms: Lock waits are strata's, IO/LWLock:WAL* the disk's)
+# and how many checkpoints ran meanwhile.
 #
 #   cargo build --release && STRATA_HOME=/tmp/movebench bash bench/default_move.sh [ROWS] [RATE] [BIN]
 #
@@ -71,11 +74,33 @@ b0=$(date +%s.%N)
 sleep "${BASELINE_SECONDS:-15}"
 b1=$(date +%s.%N)
 
+# What the writers wait on, sampled every ~5 ms from pg_stat_activity (one
+# transaction per sample, so each reads fresh activity), to tell a lock wait
+# (strata's doing) from a WAL flush or a checkpoint (the disk's).
+psql -q "$URL" -c "CREATE UNLOGGED TABLE bench_waits (at timestamptz, wait text)"
+PGAPPNAME=strata_bench_sampler psql -q "$URL" >/dev/null 2>&1 <<'SQL' &
+DO $$
+BEGIN
+  LOOP
+    INSERT INTO bench_waits
+      SELECT clock_timestamp(), wait_event_type || ':' || wait_event
+        FROM pg_catalog.pg_stat_activity
+       WHERE application_name = 'pgbench' AND state = 'active' AND wait_event IS NOT NULL;
+    COMMIT;
+    PERFORM pg_sleep(0.005);
+  END LOOP;
+END $$;
+SQL
+checkpoints() { psql -Atq "$URL" -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+
 echo "== strata maintain"
+c0=$(checkpoints)
 t0=$(date +%s.%N)
 RUST_LOG=${RUST_LOG:-warn} $BIN --database-url "$URL" --config "$WORK/strata.toml" maintain
 t1=$(date +%s.%N)
+c1=$(checkpoints)
 sleep 3
+psql -q "$URL" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'strata_bench_sampler'" >/dev/null
 kill -INT $PGBENCH 2>/dev/null || true
 wait $PGBENCH 2>/dev/null || true
 PGBENCH=
@@ -104,6 +129,17 @@ cat "$WORK"/pgblog.* | awk -v a="$t0" -v b="$t1" \
 echo "failed inserts (pgbench errors): $(grep -c -E "ERROR|aborted" "$WORK/pgbench.out" || true)"
 echo "clients still inserting at the end: $(cat "$WORK"/pgblog.* | awk -v b="$t1" '$5 + $6 / 1e6 > b + 2 { print $1 }' | sort -u | wc -l) of 8"
 grep -E "ERROR|aborted" "$WORK/pgbench.out" | head -3 || true
+echo "checkpoints during maintain: $((c1 - c0))"
+psql -Atq "$URL" -v a="$t0" -v b="$t1" <<'SQL'
+SELECT 'writer waits during maintain (samples ~5 ms apart): '
+       || coalesce(string_agg(wait || ' ' || n, ', ' ORDER BY n DESC), 'none')
+  FROM (SELECT wait, count(*) n FROM bench_waits
+         WHERE at BETWEEN to_timestamp(:a) AND to_timestamp(:b) GROUP BY wait) s;
+SELECT 'writers waiting on a lock: ' || count(*) || ' sample(s)'
+       || coalesce(', from ' || to_char(min(at) AT TIME ZONE 'UTC', 'HH24:MI:SS.MS')
+                   || ' to ' || to_char(max(at) AT TIME ZONE 'UTC', 'HH24:MI:SS.MS'), '')
+  FROM bench_waits WHERE wait LIKE 'Lock:%' AND at BETWEEN to_timestamp(:a) AND to_timestamp(:b);
+SQL
 psql -Atq "$URL" <<'SQL'
 SELECT 'rows: ' || count(*) || ', distinct ids: ' || count(DISTINCT id) || ', inserted by pgbench: ' || count(*) FILTER (WHERE action = 'bench.insert') || ', in default: ' || (SELECT count(*) FROM audit_logs_default) FROM audit_logs;
 SELECT 'partitions: ' || count(*) FROM pg_inherits WHERE inhparent = 'public.audit_logs'::regclass;

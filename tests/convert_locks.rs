@@ -206,7 +206,12 @@ async fn a_phase_waits_for_a_held_conversion_lock_saying_for_whom() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    assert!(
+        out.status.success(),
+        "{:?}\nstdout: {}\nstderr: {err}",
+        out.status,
+        stdout(&out)
+    );
     assert!(
         err.contains("waiting") && err.contains(&format!("pid {pid} ")),
         "{err}"
