@@ -222,6 +222,140 @@ async fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String
     (status, head.to_string(), body.to_string())
 }
 
+/// Logs in with `token`; the session cookie (`name=value`).
+async fn login(addr: std::net::SocketAddr, token: &str) -> String {
+    let body = format!("token={token}");
+    let (st, head, _) = http(
+        addr,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert_eq!(st, 303, "{head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string()
+}
+
+/// The number in `<span data-testid="{id}">N</span>`.
+fn testid_number(page: &str, id: &str) -> i64 {
+    let tag = format!("data-testid=\"{id}\">");
+    let at = page.find(&tag).unwrap_or_else(|| panic!("no {id} on the page")) + tag.len();
+    page[at..]
+        .split('<')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{id} is not a number"))
+}
+
+/// Seals every closed month, archives (and drops) those past 13 months,
+/// and the Overview's timeline shows each period's tier as the catalog has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_shows_hot_sealed_and_archived_periods() {
+    let store = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "tiers-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap()
+    ));
+    std::fs::create_dir_all(&store).unwrap();
+    let cfg = common::config_file(
+        "strata.toml",
+        &format!(
+            "[[table]]\nname = \"audit_logs\"\nretention = \"13 months\"\nretention_mode = \"archive\"\n\
+             archive_after = \"13 months\"\narchive_to = \"file://{}\"\n",
+            store.display()
+        ),
+    );
+    let db = common::seeded(3000).await;
+    // The seed's months (2025) get archived; months made two months ago
+    // are closed but recent, so they are sealed and stay in PostgreSQL.
+    let recent = (chrono::Utc::now() - chrono::Duration::days(62)).format("%Y-%m-%d").to_string();
+    for args in [
+        vec!["config", "apply"],
+        vec!["maintain", "--yes"],
+        vec!["maintain", "--now", recent.as_str()],
+        vec!["seal", "run"],
+        vec!["archive", "run"],
+    ] {
+        let out = common::strata(&db, &[&["--config", cfg.as_str()], args.as_slice()].concat());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            common::stdout(&out),
+            common::stderr(&out)
+        );
+    }
+    let archived = count(
+        &db,
+        "SELECT count(*) FROM strata.archives WHERE state IN ('archived', 'dropped')",
+    )
+    .await;
+    let dropped = count(&db, "SELECT count(*) FROM strata.archives WHERE state = 'dropped'").await;
+    let sealed_only = count(
+        &db,
+        "SELECT count(*) FROM strata.seals s WHERE NOT EXISTS (
+             SELECT 1 FROM strata.archives a WHERE a.period_start = s.period_start
+                AND a.state IN ('archived', 'dropped'))",
+    )
+    .await;
+    assert!(dropped >= 6, "the seed's six months were archived and dropped: {dropped}");
+    assert!(sealed_only >= 1, "a recent month is sealed: {sealed_only}");
+
+    let client = db.client().await;
+    let (_, reader) = tokens::create(&client, Role::Reader, "tiers").await.unwrap();
+    let config = Config::load(Some(std::path::Path::new(&cfg)), Vec::new()).unwrap();
+    let state = AppState::new(api::pool(&db.url, 4).unwrap(), config, ServeOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(state, listener, async {
+        let _ = stopped.await;
+    }));
+    let cookie = login(addr, &reader).await;
+    let (st, _, page) = http(
+        addr,
+        &format!("GET / HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(testid_number(&page, "tier-archived"), archived, "{page}");
+    assert_eq!(testid_number(&page, "tier-sealed"), sealed_only);
+    assert!(testid_number(&page, "tier-hot") >= 1, "the current month is hot");
+    assert!(
+        page.contains("2025-03 (archived)"),
+        "a dropped month keeps its column"
+    );
+    assert!(page.contains("class=\"col past tier-sealed\""));
+    // The tier pages list what the catalog holds.
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+    };
+    let (st, _, page) = http(addr, &get("/archives")).await;
+    assert_eq!(st, 200, "{page}");
+    let all = count(&db, "SELECT count(*) FROM strata.archives").await;
+    assert_eq!(testid_number(&page, "archive-count"), all);
+    assert!(page.contains("<td>2025-03</td>"), "{page}");
+    let (st, _, page) = http(addr, &get("/seals")).await;
+    assert_eq!(st, 200, "{page}");
+    let seals = count(&db, "SELECT count(*) FROM strata.seals").await;
+    assert_eq!(testid_number(&page, "seal-count"), seals);
+    assert!(page.contains("public.audit_logs_2025_03"), "{page}");
+    let (st, _, page) = http(addr, &get("/rollups")).await;
+    assert_eq!(st, 200, "{page}");
+    let rollups = count(&db, "SELECT count(*) FROM strata.rollups").await;
+    assert_eq!(
+        page.matches("data-testid=\"rollup-name\"").count() as i64,
+        rollups,
+        "{page}"
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 /// The figures in docs/dashboard.md: every page's time with 1,000 daily
 /// partitions (median of 5 after a warm-up, over loopback, so it is the
 /// server's time). Run with
@@ -272,22 +406,7 @@ async fn measure_every_page_with_1000_partitions() {
     let server = tokio::spawn(api::serve(state, listener, async {
         let _ = stopped.await;
     }));
-    let body = format!("token={admin}");
-    let (st, head, _) = http(
-        addr,
-        &format!(
-            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await;
-    assert_eq!(st, 303, "{head}");
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+    let cookie = login(addr, &admin).await;
     println!("{partitions} partitions; milliseconds per page (median of 5, then max):");
     for path in [
         "/",

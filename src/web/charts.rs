@@ -133,6 +133,16 @@ pub fn timeline(table: &str, columns: &[Column]) -> Html {
                 HEIGHT - 4.0
             );
         }
+        if tier != "hot" {
+            // A strip along the top: sealed and archived periods stand out
+            // without hiding the rows and bytes below.
+            html!(
+                h,
+                "<rect class=\"tier\" x=\"{}\" y=\"2\" width=\"{}\" height=\"5\"></rect>",
+                x,
+                BAR
+            );
+        }
         if c.period == Period::Current {
             html!(
                 h,

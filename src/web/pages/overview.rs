@@ -25,28 +25,117 @@ pub async fn page(viewer: Viewer, State(state): State<AppState>) -> Response {
     layout::render(&viewer, Nav::Overview, "Overview", body)
 }
 
+/// A period beyond the hot tier: sealed (strata.seals) or archived
+/// (strata.archives, `archived` with the partition still there or
+/// `dropped` once only the store holds it). Restored periods are hot again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierMark {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub period: String,
+    pub tier: &'static str,
+    /// The partition is gone: only the archive holds the rows.
+    pub dropped: bool,
+    pub rows: i64,
+}
+
+/// Every sealed and archived period of `spec`, in one query. A database
+/// migrated before seals or archives existed has no such periods.
+pub async fn tiers(
+    client: &tokio_postgres::Client,
+    spec: &crate::config::TableSpec,
+) -> Result<Vec<TierMark>, crate::db::DbError> {
+    let rows = client
+        .query(
+            "SELECT period_start, period_end, to_char(period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'), 'sealed', false, row_count
+               FROM strata.seals WHERE table_schema = $1 AND table_name = $2
+             UNION ALL
+             SELECT period_start, period_end, period, 'archived', state = 'dropped', row_count
+               FROM strata.archives
+              WHERE table_schema = $1 AND table_name = $2 AND state IN ('archived', 'dropped')",
+            &[&spec.name.schema.as_str(), &spec.name.name.as_str()],
+        )
+        .await
+        .map_err(crate::db::DbError::query("reading the sealed and archived periods"))?;
+    Ok(rows
+        .iter()
+        .map(|r| TierMark {
+            start: r.get(0),
+            end: r.get(1),
+            period: r.get(2),
+            tier: if r.get::<_, &str>(3) == "sealed" {
+                "sealed"
+            } else {
+                "archived"
+            },
+            dropped: r.get(4),
+            rows: r.get(5),
+        })
+        .collect())
+}
+
+/// The tier of the period starting at `start`: archived over sealed over hot.
+fn tier_of(tiers: &[TierMark], start: Option<DateTime<Utc>>) -> &'static str {
+    let marks = tiers.iter().filter(|t| Some(t.start) == start);
+    let mut tier = "hot";
+    for m in marks {
+        if m.tier == "archived" {
+            return "archived";
+        }
+        tier = m.tier;
+    }
+    tier
+}
+
 /// The columns of a table's timeline, in time order, the default last.
-pub fn columns(p: &PartitionStats, now: DateTime<Utc>) -> Vec<Column> {
-    let mut ranged: Vec<_> = p.partitions.iter().filter(|s| !s.is_default).collect();
-    ranged.sort_by_key(|s| s.from);
-    let mut out = Vec::with_capacity(p.partitions.len());
+/// Periods whose partition was dropped after archiving keep a column
+/// (no bytes in PostgreSQL, their rows in the store).
+pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Vec<Column> {
+    let mut ranged: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>, Column)> = p
+        .partitions
+        .iter()
+        .filter(|s| !s.is_default)
+        .map(|s| {
+            let period = match (s.from, s.to) {
+                (Some(f), _) if f > now => Period::Ahead,
+                (Some(f), Some(t)) if f <= now && now < t => Period::Current,
+                _ => Period::Past,
+            };
+            let col = Column {
+                label: s.name.clone(),
+                rows: s.estimated_rows,
+                bytes: s.total_bytes,
+                period,
+                gap_before: false,
+                tier: Some(tier_of(tiers, s.from).to_string()),
+            };
+            (s.from, s.to, col)
+        })
+        .collect();
+    for t in tiers.iter().filter(|t| t.dropped) {
+        if ranged.iter().any(|(from, _, _)| *from == Some(t.start)) {
+            continue;
+        }
+        ranged.push((
+            Some(t.start),
+            Some(t.end),
+            Column {
+                label: format!("{} (archived)", t.period),
+                rows: t.rows,
+                bytes: 0,
+                period: Period::Past,
+                gap_before: false,
+                tier: Some("archived".into()),
+            },
+        ));
+    }
+    ranged.sort_by_key(|(from, _, _)| *from);
+    let mut out = Vec::with_capacity(ranged.len() + 1);
     let mut prev_end = None;
-    for s in ranged {
-        let period = match (s.from, s.to) {
-            (Some(f), _) if f > now => Period::Ahead,
-            (Some(f), Some(t)) if f <= now && now < t => Period::Current,
-            _ => Period::Past,
-        };
-        let gap_before = prev_end.is_some() && prev_end != s.from;
-        prev_end = s.to;
-        out.push(Column {
-            label: s.name.clone(),
-            rows: s.estimated_rows,
-            bytes: s.total_bytes,
-            period,
-            gap_before,
-            tier: None,
-        });
+    for (from, to, mut col) in ranged {
+        col.gap_before = prev_end.is_some() && prev_end != from;
+        prev_end = to;
+        out.push(col);
     }
     for s in p.partitions.iter().filter(|s| s.is_default) {
         out.push(Column {
@@ -61,8 +150,15 @@ pub fn columns(p: &PartitionStats, now: DateTime<Utc>) -> Vec<Column> {
     out
 }
 
-fn table_section(out: &mut Html, p: &PartitionStats, now: DateTime<Utc>, admin: bool) {
-    let cols = columns(p, now);
+fn table_section(
+    out: &mut Html,
+    p: &PartitionStats,
+    tiers: &[TierMark],
+    now: DateTime<Utc>,
+    admin: bool,
+) {
+    let cols = columns(p, now, tiers);
+    let in_tier = |t: &str| cols.iter().filter(|c| c.tier.as_deref() == Some(t)).count();
     let ahead = cols.iter().filter(|c| c.period == Period::Ahead).count();
     let gaps = cols.iter().filter(|c| c.gap_before).count();
     let current = cols.iter().find(|c| c.period == Period::Current);
@@ -113,7 +209,13 @@ fn table_section(out: &mut Html, p: &PartitionStats, now: DateTime<Utc>, admin: 
         "<p class=\"legend\"><span class=\"key past\"></span> past <span class=\"key current\"></span> current \
          <span class=\"key ahead\"></span> made ahead <span class=\"key default\"></span> default \
          <span class=\"key gap\"></span> gap · rows above the line, bytes below (square-root scale) · \
-         tier: hot (sealed and archived tiers show once those exist)</p></section>"
+         tiers: <span data-testid=\"tier-hot\">{}</span> hot, \
+         <span class=\"key sealed\"></span> <span data-testid=\"tier-sealed\">{}</span> sealed, \
+         <span class=\"key archived\"></span> <span data-testid=\"tier-archived\">{}</span> archived \
+         (a strip along the top)</p></section>",
+        in_tier("hot"),
+        in_tier("sealed"),
+        in_tier("archived")
     );
 }
 
@@ -224,8 +326,9 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
         report.server_version,
         super::when(Some(now))
     );
-    for t in &report.tables {
-        table_section(&mut out, &t.partitions, now, viewer.is_admin());
+    for (t, spec) in report.tables.iter().zip(&state.config.tables) {
+        let tiers = tiers(&client, spec).await.map_err(WebError::internal)?;
+        table_section(&mut out, &t.partitions, &tiers, now, viewer.is_admin());
     }
     checks(&mut out, &health);
     // As JSON, so a reader's copy loses SQL literals the same way the API's does.
@@ -291,7 +394,7 @@ mod tests {
             ],
         };
         let now = Utc.with_ymd_and_hms(2025, 2, 10, 0, 0, 0).unwrap();
-        let cols = columns(&stats, now);
+        let cols = columns(&stats, now, &[]);
         let names: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             names,
@@ -315,5 +418,59 @@ mod tests {
         let gaps: Vec<bool> = cols.iter().map(|c| c.gap_before).collect();
         assert_eq!(gaps, [false, false, true, false]);
         assert_eq!(cols[3].rows, 37, "the default shows its exact count");
+    }
+
+    #[test]
+    fn tiers_mark_sealed_archived_and_dropped_periods() {
+        let at = |m: u32| Utc.with_ymd_and_hms(2025, m, 1, 0, 0, 0).unwrap();
+        let stats = PartitionStats {
+            table: "audit_logs".into(),
+            partition_count: 3,
+            total_size_bytes: 0,
+            total_size_pretty: String::new(),
+            table_bytes: 0,
+            index_bytes: 0,
+            toast_bytes: 0,
+            estimated_rows: 0,
+            dead_tuples: 0,
+            default_partition_rows: None,
+            partitions: vec![
+                part("audit_logs_2025_02", Some((2025, 2)), Some((2025, 3))),
+                part("audit_logs_2025_03", Some((2025, 3)), Some((2025, 4))),
+                part("audit_logs_2025_04", Some((2025, 4)), Some((2025, 5))),
+            ],
+        };
+        let mark = |m: u32, tier: &'static str, dropped: bool| TierMark {
+            start: at(m),
+            end: at(m + 1),
+            period: format!("2025-{m:02}"),
+            tier,
+            dropped,
+            rows: 500,
+        };
+        let tiers = [
+            mark(1, "sealed", false),
+            mark(1, "archived", true),
+            mark(2, "sealed", false),
+            mark(3, "sealed", false),
+            mark(3, "archived", false),
+        ];
+        let now = Utc.with_ymd_and_hms(2025, 4, 10, 0, 0, 0).unwrap();
+        let cols = columns(&stats, now, &tiers);
+        let seen: Vec<(&str, &str, i64)> = cols
+            .iter()
+            .map(|c| (c.label.as_str(), c.tier.as_deref().unwrap(), c.bytes))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("2025-01 (archived)", "archived", 0),
+                ("audit_logs_2025_02", "sealed", 100),
+                ("audit_logs_2025_03", "archived", 100),
+                ("audit_logs_2025_04", "hot", 100),
+            ]
+        );
+        assert_eq!(cols[0].rows, 500, "a dropped period shows the archive's rows");
+        assert!(cols.iter().all(|c| !c.gap_before), "{cols:?}");
     }
 }
