@@ -40,6 +40,10 @@ async fn dashboard_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(planted, 37);
+    // Sealed months, so the screenshots show the Overview's tiers and the
+    // Seals page with content.
+    let out = common::strata(&db, &["seal", "run"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
     // A hostile row: whatever a writer stored is text on every page.
     client
         .execute(
