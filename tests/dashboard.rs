@@ -248,7 +248,10 @@ async fn login(addr: std::net::SocketAddr, token: &str) -> String {
 /// The number in `<span data-testid="{id}">N</span>`.
 fn testid_number(page: &str, id: &str) -> i64 {
     let tag = format!("data-testid=\"{id}\">");
-    let at = page.find(&tag).unwrap_or_else(|| panic!("no {id} on the page")) + tag.len();
+    let at = page
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no {id} on the page"))
+        + tag.len();
     page[at..]
         .split('<')
         .next()
@@ -277,7 +280,9 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
     let db = common::seeded(3000).await;
     // The seed's months (2025) get archived; months made two months ago
     // are closed but recent, so they are sealed and stay in PostgreSQL.
-    let recent = (chrono::Utc::now() - chrono::Duration::days(62)).format("%Y-%m-%d").to_string();
+    let recent = (chrono::Utc::now() - chrono::Duration::days(62))
+        .format("%Y-%m-%d")
+        .to_string();
     for args in [
         vec!["config", "apply"],
         vec!["maintain", "--yes"],
@@ -285,7 +290,10 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
         vec!["seal", "run"],
         vec!["archive", "run"],
     ] {
-        let out = common::strata(&db, &[&["--config", cfg.as_str()], args.as_slice()].concat());
+        let out = common::strata(
+            &db,
+            &[&["--config", cfg.as_str()], args.as_slice()].concat(),
+        );
         assert!(
             out.status.success(),
             "{args:?}: {}{}",
@@ -298,7 +306,11 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
         "SELECT count(*) FROM strata.archives WHERE state IN ('archived', 'dropped')",
     )
     .await;
-    let dropped = count(&db, "SELECT count(*) FROM strata.archives WHERE state = 'dropped'").await;
+    let dropped = count(
+        &db,
+        "SELECT count(*) FROM strata.archives WHERE state = 'dropped'",
+    )
+    .await;
     let sealed_only = count(
         &db,
         "SELECT count(*) FROM strata.seals s WHERE NOT EXISTS (
@@ -306,13 +318,22 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
                 AND a.state IN ('archived', 'dropped'))",
     )
     .await;
-    assert!(dropped >= 6, "the seed's six months were archived and dropped: {dropped}");
+    assert!(
+        dropped >= 6,
+        "the seed's six months were archived and dropped: {dropped}"
+    );
     assert!(sealed_only >= 1, "a recent month is sealed: {sealed_only}");
 
     let client = db.client().await;
-    let (_, reader) = tokens::create(&client, Role::Reader, "tiers").await.unwrap();
+    let (_, reader) = tokens::create(&client, Role::Reader, "tiers")
+        .await
+        .unwrap();
     let config = Config::load(Some(std::path::Path::new(&cfg)), Vec::new()).unwrap();
-    let state = AppState::new(api::pool(&db.url, 4).unwrap(), config, ServeOptions::default());
+    let state = AppState::new(
+        api::pool(&db.url, 4).unwrap(),
+        config,
+        ServeOptions::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -328,7 +349,10 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
     assert_eq!(st, 200, "{page}");
     assert_eq!(testid_number(&page, "tier-archived"), archived, "{page}");
     assert_eq!(testid_number(&page, "tier-sealed"), sealed_only);
-    assert!(testid_number(&page, "tier-hot") >= 1, "the current month is hot");
+    assert!(
+        testid_number(&page, "tier-hot") >= 1,
+        "the current month is hot"
+    );
     assert!(
         page.contains("2025-03 (archived)"),
         "a dropped month keeps its column"
@@ -336,7 +360,9 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
     assert!(page.contains("class=\"col past tier-sealed\""));
     // The tier pages list what the catalog holds.
     let get = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        )
     };
     let (st, _, page) = http(addr, &get("/archives")).await;
     assert_eq!(st, 200, "{page}");

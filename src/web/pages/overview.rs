@@ -91,7 +91,8 @@ fn tier_of(tiers: &[TierMark], start: Option<DateTime<Utc>>) -> &'static str {
 /// Periods whose partition was dropped after archiving keep a column
 /// (no bytes in PostgreSQL, their rows in the store).
 pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Vec<Column> {
-    let mut ranged: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>, Column)> = p
+    type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let mut ranged: Vec<(Bounds, Column)> = p
         .partitions
         .iter()
         .filter(|s| !s.is_default)
@@ -109,16 +110,15 @@ pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Ve
                 gap_before: false,
                 tier: Some(tier_of(tiers, s.from).to_string()),
             };
-            (s.from, s.to, col)
+            ((s.from, s.to), col)
         })
         .collect();
     for t in tiers.iter().filter(|t| t.dropped) {
-        if ranged.iter().any(|(from, _, _)| *from == Some(t.start)) {
+        if ranged.iter().any(|((from, _), _)| *from == Some(t.start)) {
             continue;
         }
         ranged.push((
-            Some(t.start),
-            Some(t.end),
+            (Some(t.start), Some(t.end)),
             Column {
                 label: format!("{} (archived)", t.period),
                 rows: t.rows,
@@ -129,10 +129,10 @@ pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Ve
             },
         ));
     }
-    ranged.sort_by_key(|(from, _, _)| *from);
+    ranged.sort_by_key(|((from, _), _)| *from);
     let mut out = Vec::with_capacity(ranged.len() + 1);
     let mut prev_end = None;
-    for (from, to, mut col) in ranged {
+    for ((from, to), mut col) in ranged {
         col.gap_before = prev_end.is_some() && prev_end != from;
         prev_end = to;
         out.push(col);
@@ -372,11 +372,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn columns_mark_current_ahead_gaps_and_the_default_last() {
-        let stats = PartitionStats {
+    fn stats(partitions: Vec<PartitionStat>, default_rows: Option<i64>) -> PartitionStats {
+        PartitionStats {
             table: "audit_logs".into(),
-            partition_count: 5,
+            partition_count: partitions.len(),
             total_size_bytes: 0,
             total_size_pretty: String::new(),
             table_bytes: 0,
@@ -384,15 +383,23 @@ mod tests {
             toast_bytes: 0,
             estimated_rows: 0,
             dead_tuples: 0,
-            default_partition_rows: Some(37),
-            partitions: vec![
+            default_partition_rows: default_rows,
+            partitions,
+        }
+    }
+
+    #[test]
+    fn columns_mark_current_ahead_gaps_and_the_default_last() {
+        let stats = stats(
+            vec![
                 part("audit_logs_default", None, None),
                 part("audit_logs_2025_04", Some((2025, 4)), Some((2025, 5))),
                 part("audit_logs_2025_01", Some((2025, 1)), Some((2025, 2))),
                 // 2025_03 is missing: a gap before 2025_04.
                 part("audit_logs_2025_02", Some((2025, 2)), Some((2025, 3))),
             ],
-        };
+            Some(37),
+        );
         let now = Utc.with_ymd_and_hms(2025, 2, 10, 0, 0, 0).unwrap();
         let cols = columns(&stats, now, &[]);
         let names: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
@@ -423,23 +430,14 @@ mod tests {
     #[test]
     fn tiers_mark_sealed_archived_and_dropped_periods() {
         let at = |m: u32| Utc.with_ymd_and_hms(2025, m, 1, 0, 0, 0).unwrap();
-        let stats = PartitionStats {
-            table: "audit_logs".into(),
-            partition_count: 3,
-            total_size_bytes: 0,
-            total_size_pretty: String::new(),
-            table_bytes: 0,
-            index_bytes: 0,
-            toast_bytes: 0,
-            estimated_rows: 0,
-            dead_tuples: 0,
-            default_partition_rows: None,
-            partitions: vec![
+        let stats = stats(
+            vec![
                 part("audit_logs_2025_02", Some((2025, 2)), Some((2025, 3))),
                 part("audit_logs_2025_03", Some((2025, 3)), Some((2025, 4))),
                 part("audit_logs_2025_04", Some((2025, 4)), Some((2025, 5))),
             ],
-        };
+            None,
+        );
         let mark = |m: u32, tier: &'static str, dropped: bool| TierMark {
             start: at(m),
             end: at(m + 1),
@@ -470,7 +468,10 @@ mod tests {
                 ("audit_logs_2025_04", "hot", 100),
             ]
         );
-        assert_eq!(cols[0].rows, 500, "a dropped period shows the archive's rows");
+        assert_eq!(
+            cols[0].rows, 500,
+            "a dropped period shows the archive's rows"
+        );
         assert!(cols.iter().all(|c| !c.gap_before), "{cols:?}");
     }
 }

@@ -111,7 +111,11 @@ async fn archives_body(client: &Client) -> Result<Html, WebError> {
             Some(true) => badge(&mut out, "ok"),
             Some(false) => {
                 badge(&mut out, "failed");
-                html!(out, " {}", r.get::<_, Option<String>>(9).unwrap_or_default());
+                html!(
+                    out,
+                    " {}",
+                    r.get::<_, Option<String>>(9).unwrap_or_default()
+                );
             }
             None => html!(out, "not yet"),
         }
