@@ -289,7 +289,29 @@ async fn tampering_with_a_file_makes_verify_exit_3_naming_it() {
     let dir = store_dir("tamper");
     let cfg = archive_config(&format!("file://{}", dir.display()), false);
     let db = prepared(600, &cfg).await;
+    // health judges the tier: months due, then archived, then one tampered.
+    let archive_check = |db: &TestDb| {
+        let out = run_raw(db, &cfg, &[], &["--json", "health"]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "archive")
+            .unwrap_or_else(|| panic!("no archive check: {report:#}"))
+            .clone()
+    };
+    let due = archive_check(&db);
+    assert_eq!(due["status"], "warning", "{due:#}");
+    assert!(
+        due["evidence"]["periods_due"].as_u64().unwrap() >= 6,
+        "{due:#}"
+    );
     run_ok(&db, &cfg, &[], &["archive", "run"]);
+    let done = archive_check(&db);
+    assert_eq!(done["status"], "ok", "{done:#}");
+    assert_eq!(done["evidence"]["periods_due"], 0, "{done:#}");
     let ok = run_ok(&db, &cfg, &[], &["archive", "verify"]);
     assert!(ok["verified"].as_array().unwrap().len() >= 6, "{ok}");
     // Without retention_mode = "archive" nothing is dropped.
@@ -318,6 +340,16 @@ async fn tampering_with_a_file_makes_verify_exit_3_naming_it() {
         .unwrap()
         .clone();
     assert_eq!(feb["verify_ok"], false, "{feb}");
+    let tampered = archive_check(&db);
+    assert_eq!(tampered["status"], "critical", "{tampered:#}");
+    assert_eq!(tampered["evidence"]["failed_verifies"], 1, "{tampered:#}");
+    assert!(
+        tampered["fix"]
+            .as_str()
+            .unwrap()
+            .contains("strata archive verify"),
+        "{tampered:#}"
+    );
 
     let bad = run_raw(&db, &cfg, &[], &["archive", "verify", "2025-13"]);
     assert_eq!(bad.status.code(), Some(2));

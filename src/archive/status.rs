@@ -1,5 +1,5 @@
-//! The archive tier in one reading, for `/metrics` (and later report and
-//! health): bytes archived, periods due, the last run, failed verifies.
+//! The archive tier in one reading, for `/metrics` and the `archive` health
+//! check: bytes archived, periods due, the last run, failed verifies.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -15,6 +15,73 @@ use crate::partition::{self, period, Bound, PartitionError, Snapshot};
 const FUTURE: &str = "future_partitions";
 const DEFAULT_ROWS: &str = "default_partition_rows";
 const SEALS: &str = "seals";
+const ARCHIVE: &str = "archive";
+
+/// The archive tier (docs/archive.md) of a table with `archive_to`:
+/// critical when a verify found an archived period's files changed or
+/// missing (the archive is the only copy once the partition is dropped), a
+/// warning while periods past archive_after wait for `archive run`. A table
+/// without archive_to gets no such check.
+async fn archive(client: &mut Client, spec: &TableSpec) -> Option<CheckResult> {
+    let table = spec.name.display_unquoted();
+    let s = match crate::archive::status(client, spec).await {
+        Ok(s) => s?,
+        // The store's catalog could not be read: say so rather than fail
+        // every other check with it.
+        Err(e) => {
+            return Some(
+                CheckResult::new(
+                    ARCHIVE,
+                    Status::Warning,
+                    format!("could not read the archive tier: {e}"),
+                    json!({}),
+                )
+                .table(spec),
+            )
+        }
+    };
+    let evidence = json!({
+        "periods_archived": s.periods_archived,
+        "bytes_archived": s.bytes_archived,
+        "periods_due": s.periods_due,
+        "failed_verifies": s.failed_verifies,
+        "last_run": s.last_run,
+    });
+    let (status, message, fix) = if s.failed_verifies > 0 {
+        (
+            Status::Critical,
+            format!(
+                "{} failed verification: its files in the store are changed or missing",
+                plural(s.failed_verifies, "archived period", "archived periods")
+            ),
+            Some(format!("strata archive verify --table {table}")),
+        )
+    } else if s.periods_due > 0 {
+        (
+            Status::Warning,
+            format!(
+                "{} past archive_after not archived yet",
+                plural(s.periods_due, "period", "periods")
+            ),
+            Some(format!("strata archive run --table {table}")),
+        )
+    } else {
+        (
+            Status::Ok,
+            format!(
+                "{} archived ({} in the store), none due",
+                plural(s.periods_archived, "period", "periods"),
+                format::bytes(s.bytes_archived.max(0) as u64)
+            ),
+            None,
+        )
+    };
+    let mut c = CheckResult::new(ARCHIVE, status, message, evidence).table(spec);
+    if let Some(fix) = fix {
+        c = c.fix(fix);
+    }
+    Some(c)
+}
 
 /// Sealed months (docs/seals.md): critical when the last verification found
 /// a difference, a warning for closed periods left unsealed once sealing is
@@ -108,6 +175,7 @@ pub async fn checks(
             out.push(judge_future_partitions(spec, &snap, now));
             out.push(default_rows(spec, &snap, now));
             out.push(seals(client, spec, &snap, t, now).await?);
+            out.extend(archive(client, spec).await);
         }
         Err(PartitionError::Db(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             // The snapshot counts the default partition's rows, which needs a
