@@ -226,6 +226,32 @@ async fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String
     (status, head.to_string(), body.to_string())
 }
 
+/// `api::serve` (as `strata serve` runs it) on a loopback port with the
+/// configuration file `cfg`: its address, the stop signal, the task.
+async fn serve(
+    db: &TestDb,
+    cfg: &str,
+    pool: usize,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let config = Config::load(Some(std::path::Path::new(cfg)), Vec::new()).unwrap();
+    let state = AppState::new(
+        api::pool(&db.url, pool).unwrap(),
+        config,
+        ServeOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(state, listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
 /// Logs in with `token`; the session cookie (`name=value`).
 async fn login(addr: std::net::SocketAddr, token: &str) -> String {
     let body = format!("token={token}");
@@ -328,18 +354,7 @@ async fn overview_shows_hot_sealed_and_archived_periods() {
     let (_, reader) = tokens::create(&client, Role::Reader, "tiers")
         .await
         .unwrap();
-    let config = Config::load(Some(std::path::Path::new(&cfg)), Vec::new()).unwrap();
-    let state = AppState::new(
-        api::pool(&db.url, 4).unwrap(),
-        config,
-        ServeOptions::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(state, listener, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serve(&db, &cfg, 4).await;
     let cookie = login(addr, &reader).await;
     let (st, _, page) = http(
         addr,
@@ -424,18 +439,7 @@ async fn measure_every_page_with_1000_partitions() {
     .await;
     assert!(partitions >= 1000, "{partitions} partitions");
     let (_, admin) = tokens::create(&client, Role::Admin, "m").await.unwrap();
-    let config = Config::load(Some(std::path::Path::new(&cfg)), Vec::new()).unwrap();
-    let state = AppState::new(
-        api::pool(&db.url, 8).unwrap(),
-        config,
-        ServeOptions::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(state, listener, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serve(&db, &cfg, 8).await;
     let cookie = login(addr, &admin).await;
     println!("{partitions} partitions; milliseconds per page (median of 5, then max):");
     for path in [

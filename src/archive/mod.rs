@@ -30,7 +30,7 @@ pub use manifest::Manifest;
 pub use restore::parse_period;
 pub use run::RunOptions;
 pub use search::{search, SearchQuery, SearchSummary};
-pub use status::{status, ArchiveStatus};
+pub use status::{status, status_of, ArchiveStatus};
 pub use store::{validate_url, Store};
 
 use serde_json::Value;

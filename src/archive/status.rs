@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use super::run::owned;
 use super::{catalog, ArchiveError};
 use crate::config::{RetentionMode, TableSpec};
-use crate::partition::{self, period};
+use crate::partition::{self, period, Snapshot};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ArchiveStatus {
@@ -24,6 +24,22 @@ pub struct ArchiveStatus {
 pub async fn status(
     client: &mut Client,
     spec: &TableSpec,
+) -> Result<Option<ArchiveStatus>, ArchiveError> {
+    if spec.archive_to.is_none() {
+        return Ok(None);
+    }
+    let snap = partition::snapshot(client, spec)
+        .await
+        .map_err(|e| ArchiveError::Failed(e.to_string()))?;
+    status_of(client, spec, &snap).await
+}
+
+/// [`status`] against a partition snapshot the caller already read (health
+/// has one for its other checks).
+pub async fn status_of(
+    client: &mut Client,
+    spec: &TableSpec,
+    snap: &Snapshot,
 ) -> Result<Option<ArchiveStatus>, ArchiveError> {
     if spec.archive_to.is_none() {
         return Ok(None);
@@ -56,9 +72,6 @@ pub async fn status(
             .map_err(|e| ArchiveError::Failed(e.to_string()))?;
         let cutoff = period::retention_cutoff(after, now);
         let current = period::floor(spec.interval, now);
-        let snap = partition::snapshot(client, spec)
-            .await
-            .map_err(|e| ArchiveError::Failed(e.to_string()))?;
         s.periods_due = owned(spec, &snap.partitions)
             .iter()
             .filter(|p| p.to <= cutoff && p.to <= current)

@@ -22,9 +22,9 @@ const ARCHIVE: &str = "archive";
 /// missing (the archive is the only copy once the partition is dropped), a
 /// warning while periods past archive_after wait for `archive run`. A table
 /// without archive_to gets no such check.
-async fn archive(client: &mut Client, spec: &TableSpec) -> Option<CheckResult> {
+async fn archive(client: &mut Client, spec: &TableSpec, snap: &Snapshot) -> Option<CheckResult> {
     let table = spec.name.display_unquoted();
-    let s = match crate::archive::status(client, spec).await {
+    let s = match crate::archive::status_of(client, spec, snap).await {
         Ok(s) => s?,
         // The store's catalog could not be read: say so rather than fail
         // every other check with it.
@@ -175,7 +175,7 @@ pub async fn checks(
             out.push(judge_future_partitions(spec, &snap, now));
             out.push(default_rows(spec, &snap, now));
             out.push(seals(client, spec, &snap, t, now).await?);
-            out.extend(archive(client, spec).await);
+            out.extend(archive(client, spec, &snap).await);
         }
         Err(PartitionError::Db(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             // The snapshot counts the default partition's rows, which needs a
