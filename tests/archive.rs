@@ -894,3 +894,132 @@ async fn a_scheduled_archive_job_runs_archive_run_as_the_scheduler() {
         .get(0);
     assert_eq!(origin, "scheduler");
 }
+
+/// Rewrites one archived file with the `action` of its first row changed,
+/// and the manifest's SHA-256 of it to match: what someone with write
+/// access to the store (but not the seal) could do. Returns that row's id.
+fn forge_first_row(dir: &Path, period: &str) -> i64 {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+
+    let rel = format!("table=audit_logs/period={period}/part-00000.parquet");
+    let file = dir.join(&rel);
+    let data = bytes::Bytes::from(std::fs::read(&file).unwrap());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let schema = batches[0].schema();
+    let action = schema.index_of("action").unwrap();
+    let id = batches[0]
+        .column(schema.index_of("id").unwrap())
+        .as_primitive::<Int64Type>()
+        .value(0);
+    let mut out = Vec::new();
+    {
+        let mut w = ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+        for (n, b) in batches.iter().enumerate() {
+            let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+            if n == 0 {
+                let old = b.column(action).as_string::<i32>();
+                let new: StringArray = (0..old.len())
+                    .map(|i| Some(if i == 0 { "forged" } else { old.value(i) }))
+                    .collect();
+                cols[action] = Arc::new(new);
+            }
+            w.write(&RecordBatch::try_new(schema.clone(), cols).unwrap())
+                .unwrap();
+        }
+        w.close().unwrap();
+    }
+    std::fs::write(&file, &out).unwrap();
+    let mpath = dir.join(format!("table=audit_logs/period={period}/manifest.json"));
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&out))
+    };
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["key"].as_str().unwrap().ends_with(&rel) {
+            f["sha256"] = Value::from(sha.clone());
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    id
+}
+
+/// A sealed month that was archived and dropped is still verified by `seal
+/// verify`: against its files, and a forgery in the store that keeps the
+/// manifest consistent is caught and the row named.
+#[tokio::test]
+async fn seal_verify_checks_archived_months_against_their_files() {
+    let dir = store_dir("sealed");
+    let cfg = archive_config(&format!("file://{}", dir.display()), true);
+    let db = prepared(600, &cfg).await;
+    let sealed = run_ok(&db, &cfg, &[], &["seal", "run"]);
+    assert!(sealed["sealed"].as_array().unwrap().len() >= 6, "{sealed:#}");
+    run_ok(&db, &cfg, &[], &["archive", "run"]);
+    for m in MONTHS {
+        let name = format!("audit_logs_{}", m.replace('-', "_"));
+        assert!(!partition_exists(&db, &name).await, "{name} was not dropped");
+    }
+    let ok = run_ok(&db, &cfg, &[], &["seal", "verify"]);
+    assert_eq!(ok["intact"], true, "{ok:#}");
+    assert_eq!(ok["rows_checked"], 600, "{ok:#}");
+    let from_files: Vec<&Value> = ok["seals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["source"].as_str().is_some_and(|s| s.ends_with("manifest.json")))
+        .collect();
+    assert!(from_files.len() >= MONTHS.len(), "{ok:#}");
+
+    // The report knows both tiers.
+    let report = run_ok(&db, &cfg, &[], &["report"]);
+    let tiers = &report["tables"][0]["tiers"];
+    assert!(tiers["seals"]["seals"].as_u64().unwrap() >= 6, "{tiers:#}");
+    assert_eq!(tiers["seals"]["last_verify"]["intact"], true, "{tiers:#}");
+    assert!(tiers["archive"]["periods_archived"].as_u64().unwrap() >= 6, "{tiers:#}");
+    assert_eq!(tiers["archive"]["periods_due"], 0, "{tiers:#}");
+    assert!(tiers["archive"]["bytes_archived"].as_i64().unwrap() > 0, "{tiers:#}");
+
+    let id = forge_first_row(&dir, "2025-03");
+    let out = run_raw(&db, &cfg, &[], &["--json", "seal", "verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["intact"], false);
+    let bad: Vec<&Value> = r["seals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .collect();
+    assert_eq!(bad.len(), 1, "{r:#}");
+    assert!(bad[0]["period_start"].as_str().unwrap().starts_with("2025-03"), "{r:#}");
+    assert_eq!(bad[0]["rows"]["changed"], serde_json::json!([id]), "{r:#}");
+    let report = run_ok(&db, &cfg, &[], &["report"]);
+    let rule = report["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "seal_verify_failed")
+        .unwrap_or_else(|| panic!("no seal_verify_failed: {report:#}"))
+        .clone();
+    assert_eq!(rule["severity"], "critical", "{rule:#}");
+    assert_eq!(rule["fix"], "strata seal verify --table public.audit_logs", "{rule:#}");
+
+    // A file gone from the store is a failed check that names it, not an error.
+    std::fs::remove_file(dir.join("table=audit_logs/period=2025-04/part-00000.parquet")).unwrap();
+    let out = run_raw(&db, &cfg, &[], &["--json", "seal", "verify", "2025-04"]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = r["seals"][0]["problems"].to_string();
+    assert!(
+        problems.contains("period=2025-04/part-00000.parquet") && problems.contains("missing"),
+        "{r:#}"
+    );
+}

@@ -639,6 +639,10 @@ async fn sealing_never_stalls_writers_of_the_current_month() {
     for w in 0..4 {
         let c = db.client().await;
         let stop = stop.clone();
+        // A lock wait longer than the 200 ms fails the insert, so
+        // "no writer waited more than 200 ms on sealing" is checked by the
+        // server, not by a wall clock that CI's load stretches.
+        c.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
         writers.push(tokio::spawn(async move {
             let stmt = c
                 .prepare("INSERT INTO audit_logs (user_id, action) VALUES ($1, 'writer')")
@@ -670,7 +674,12 @@ async fn sealing_never_stalls_writers_of_the_current_month() {
     .unwrap();
     let sealing = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "seal run failed after {sealing:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let r = json(&out);
     let jan = r["sealed"]
         .as_array()
@@ -683,8 +692,11 @@ async fn sealing_never_stalls_writers_of_the_current_month() {
     for w in writers {
         let (n, worst, errors) = w.await.unwrap();
         assert!(errors.is_empty(), "writer errors: {errors:?}");
+        // Not a latency goal (that is the lock_timeout above and the
+        // benchmark): an insert stuck behind the sealer for its whole
+        // transaction would take about as long as the seal itself.
         assert!(
-            worst < std::time::Duration::from_millis(200),
+            worst < sealing / 2,
             "a writer waited {worst:?} (seal took {sealing:?})"
         );
         total += n;

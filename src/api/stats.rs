@@ -143,7 +143,13 @@ async fn report(
 ) -> ApiResult<Json<Value>> {
     let days = days(p.days)?;
     let mut client = state.pool.get().await?;
-    let r = report::build(&mut client, &state.config.tables, chrono::Utc::now(), days)
+    let r = report::build(
+        &mut client,
+        &state.config.tables,
+        chrono::Utc::now(),
+        days,
+        state.config.seal.after,
+    )
         .await
         .map_err(AppError::internal)?;
     let doc = serde_json::to_value(r).map_err(AppError::internal)?;

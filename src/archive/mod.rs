@@ -19,11 +19,15 @@ mod export;
 mod list;
 mod manifest;
 mod restore;
+mod rows;
 mod run;
 mod search;
 mod status;
 mod store;
 mod verify;
+
+pub use columns::{Column, Kind};
+pub use rows::{visit_period, Source};
 
 pub use list::{list, ArchiveRow};
 pub use manifest::Manifest;

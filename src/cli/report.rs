@@ -7,7 +7,13 @@ use crate::{format, Result};
 
 pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Result<()> {
     let mut client = target.connect().await?;
-    let r = report::build(&mut client, &config.tables, chrono::Utc::now(), days).await?;
+    let r = report::build(
+        &mut client,
+        &config.tables,
+        chrono::Utc::now(),
+        days,
+        config.seal.after,
+    ).await?;
     if json {
         return print_json(&r);
     }
@@ -59,6 +65,34 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
             "default     {} rows",
             format::count(s.default_rows.max(0) as u64)
         );
+        if let Some(f) = &t.tiers.seals {
+            let verify = match f.last_verify.as_ref().map(|v| v.intact) {
+                None => "never verified".to_string(),
+                Some(Some(true)) => "last verify intact".into(),
+                Some(Some(false)) => "LAST VERIFY FOUND CHANGES".into(),
+                Some(None) => "last verify failed to finish".into(),
+            };
+            println!(
+                "sealed      {} periods; {} closed but unsealed; {verify}",
+                f.seals,
+                f.unsealed_closed.len()
+            );
+        }
+        if let Some(a) = &t.tiers.archive {
+            println!(
+                "archived    {} periods, {} in the store; {} due; {} failed verifies; last run {}",
+                a.periods_archived,
+                format::bytes(a.bytes_archived.max(0) as u64),
+                a.periods_due,
+                a.failed_verifies,
+                a.last_run
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "never".into())
+            );
+        }
+        if let Some(e) = &t.tiers.error {
+            println!("tiers       {e}");
+        }
         let rows: Vec<Vec<String>> = t
             .indexes
             .iter()

@@ -64,6 +64,19 @@ pub struct TableReport {
     /// Names of strata's index set that are missing or INVALID on the table.
     pub missing_indexes: Vec<String>,
     pub strategy: StrategyCheck,
+    /// The sealed and archived tiers, where the table uses them.
+    pub tiers: Tiers,
+}
+
+/// What the seal and archive tiers say about a table: `None` where the
+/// feature is not in use (no seal yet; no `archive_to`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Tiers {
+    pub seals: Option<crate::seal::HealthFacts>,
+    pub archive: Option<crate::archive::ArchiveStatus>,
+    /// Set when a tier's catalog could not be read (the rest still reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -83,6 +96,7 @@ pub async fn build(
     tables: &[TableSpec],
     now: DateTime<Utc>,
     query_days: u32,
+    seal_after: std::time::Duration,
 ) -> Result<Report, ReportError> {
     let row = client
         .query_one(
@@ -108,12 +122,14 @@ pub async fn build(
         missing_indexes.sort();
         missing_indexes.dedup();
         let strategy = check_partition_strategy(client, spec, &partitions, now).await?;
+        let tiers = tiers(client, spec, now, seal_after).await?;
         out.push(TableReport {
             table: spec.name.display_unquoted(),
             partitions,
             indexes,
             missing_indexes,
             strategy,
+            tiers,
         });
     }
     let queries = stats::queries(client, tables, query_days, 10).await?;
@@ -127,4 +143,23 @@ pub async fn build(
         queries,
         recommendations,
     })
+}
+
+async fn tiers(
+    client: &mut Client,
+    spec: &TableSpec,
+    now: DateTime<Utc>,
+    seal_after: std::time::Duration,
+) -> Result<Tiers, ReportError> {
+    let snap = crate::partition::snapshot(client, spec).await?;
+    let mut t = Tiers::default();
+    let seals = crate::seal::health_facts(client, spec, &snap, seal_after, now).await?;
+    if seals.seals > 0 || seals.last_verify.is_some() {
+        t.seals = Some(seals);
+    }
+    match crate::archive::status_of(client, spec, &snap).await {
+        Ok(a) => t.archive = a,
+        Err(e) => t.error = Some(format!("could not read the archive tier: {e}")),
+    }
+    Ok(t)
 }

@@ -257,6 +257,56 @@ fn table_rules(database: &str, spec: &TableSpec, t: &TableReport, out: &mut Vec<
             format!("strata maintain {flag}"),
         );
     }
+    if let Some(f) = &t.tiers.seals {
+        let v = f.last_verify.as_ref();
+        if v.is_some_and(|v| v.intact == Some(false)) {
+            push(
+                "seal_verify_failed",
+                Severity::Critical,
+                "the last seal verification found sealed rows, seals or their chain changed".into(),
+                json!({ "last_verify": v }),
+                format!("strata seal verify {flag}"),
+            );
+        }
+        if f.seals > 0 && !f.unsealed_closed.is_empty() {
+            push(
+                "unsealed_periods",
+                Severity::Warning,
+                format!(
+                    "{} closed period(s) are not sealed yet: their rows can still be changed unnoticed",
+                    f.unsealed_closed.len()
+                ),
+                json!({ "unsealed_closed": f.unsealed_closed }),
+                format!("strata seal run {flag}"),
+            );
+        }
+    }
+    if let Some(a) = &t.tiers.archive {
+        if a.failed_verifies > 0 {
+            push(
+                "archive_verify_failed",
+                Severity::Critical,
+                format!(
+                    "{} archived period(s) failed verification: files in the store differ from what was archived",
+                    a.failed_verifies
+                ),
+                json!({ "failed_verifies": a.failed_verifies }),
+                format!("strata archive verify {flag}"),
+            );
+        }
+        if a.periods_due > 0 {
+            push(
+                "archive_due",
+                Severity::Warning,
+                format!(
+                    "{} partition(s) are past archive_after and not archived yet",
+                    a.periods_due
+                ),
+                json!({ "periods_due": a.periods_due, "last_run": a.last_run }),
+                format!("strata archive run {flag}"),
+            );
+        }
+    }
     if !s.low_fillfactor.is_empty() {
         push(
             "fillfactor",

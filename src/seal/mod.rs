@@ -6,6 +6,7 @@
 //! rows that differ.
 
 mod anchor;
+mod archived;
 mod chunks;
 pub mod encoding;
 pub mod merkle;

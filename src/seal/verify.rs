@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::chunks::{Chunk, LEAF_PREFIX};
 use super::merkle::{self, CHUNK_ROWS};
 use super::store::{self, StoredSeal};
-use super::{anchor, compute, show_time, sign, SealError};
+use super::{anchor, archived, compute, show_time, sign, SealError};
 use crate::config::{Config, TableSpec};
 use crate::db::{DbError, QualifiedName};
 use crate::ops::{Progress, ProgressFn};
@@ -38,6 +38,10 @@ pub struct SealCheck {
     pub problems: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<RowDiff>,
+    /// The archive manifest the rows were read from, when the partition is
+    /// gone and the month was checked against its archived files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The rows that differ from the sealed ones.
@@ -105,6 +109,7 @@ pub async fn verify(
             ok: true,
             problems: Vec::new(),
             rows: None,
+            source: None,
         };
         chain(s, prev, &mut check.problems);
         prev = Some(s);
@@ -244,20 +249,40 @@ async fn rows(
     total: &mut u64,
     progress: ProgressFn<'_>,
 ) -> Result<(), SealError> {
-    let Some(partition) = locate(client, spec, s).await? else {
-        check.problems.push(format!(
-            "its rows are gone: neither {} nor a detached copy exists (archived months are checked against the archive)",
-            s.partition
-        ));
-        return Ok(());
+    let c = match locate(client, spec, s).await? {
+        Some(partition) => {
+            let shown = partition.display_unquoted();
+            let mut report = |n: u64| {
+                progress(&Progress::Line {
+                    message: format!("  {shown}: {n} rows hashed"),
+                })
+            };
+            compute(client, &partition, &mut report).await?
+        }
+        None => match archived::compute(client, spec, s.period_start).await {
+            Ok(Some(a)) => {
+                progress(&Progress::Line {
+                    message: format!(
+                        "  {}: {} rows hashed from {} file(s) of {}",
+                        s.partition, a.computed.count, a.source.files, a.source.manifest_key
+                    ),
+                });
+                check.source = Some(format!("{}/{}", a.source.store_url, a.source.manifest_key));
+                a.computed
+            }
+            Ok(None) => {
+                check.problems.push(format!(
+                    "its rows are gone: neither {} nor a detached copy exists, and the period is not archived",
+                    s.partition
+                ));
+                return Ok(());
+            }
+            Err(why) => {
+                check.problems.push(why);
+                return Ok(());
+            }
+        },
     };
-    let shown = partition.display_unquoted();
-    let mut report = |n: u64| {
-        progress(&Progress::Line {
-            message: format!("  {shown}: {n} rows hashed"),
-        })
-    };
-    let c = compute(client, &partition, &mut report).await?;
     *total += c.count;
     if c.root[..] == s.root[..] && c.count as i64 == s.row_count {
         return Ok(());
