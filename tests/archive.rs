@@ -1023,3 +1023,93 @@ async fn seal_verify_checks_archived_months_against_their_files() {
         "{r:#}"
     );
 }
+
+/// `archive attach` makes a dropped month readable in place through
+/// `audit_logs_with_archive`: the server runs `strata archive cat`, the
+/// rows are the archived ones exactly, queries on other months never touch
+/// it, and `detach` takes it away again.
+#[tokio::test]
+async fn an_attached_month_is_read_in_place_through_the_view() {
+    use std::os::unix::fs::PermissionsExt;
+    // The server runs strata and reads the store as its own OS user: both
+    // go where that user can reach them, whatever the checkout's path.
+    let tmp = std::env::temp_dir().join(format!(
+        "strata-attach-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let store = tmp.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let bin = tmp.join("strata");
+    std::fs::copy(env!("CARGO_BIN_EXE_strata"), &bin).unwrap();
+    for p in [&tmp, &store, &bin] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let bin = bin.display().to_string();
+    let cfg = archive_config(&format!("file://{}", store.display()), true);
+    let db = prepared(600, &cfg).await;
+    let march = "(SELECT * FROM audit_logs_with_archive WHERE created_at >= '2025-03-01' AND created_at < '2025-04-01') m";
+    let before = hash_of(&db, "audit_logs_2025_03").await;
+    assert!(before.0 > 50, "{before:?}");
+    let c = db.client().await;
+    let vectors = |rel: &'static str| {
+        let sql = format!("SELECT count(*) FILTER (WHERE search_vector IS NOT NULL) FROM {rel}");
+        let c = &c;
+        async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let vectors_before = vectors("audit_logs_2025_03").await;
+    run_ok(&db, &cfg, &[], &["archive", "run"]);
+    assert!(!partition_exists(&db, "audit_logs_2025_03").await);
+
+    let a = run_ok(&db, &cfg, &[], &["archive", "attach", "2025-03", "--strata-path", &bin]);
+    assert_eq!(a["rows"], before.0, "{a:#}");
+    assert_eq!(a["already_attached"], false, "{a:#}");
+    assert_eq!(hash_of(&db, march).await, before);
+    assert_eq!(
+        vectors("(SELECT search_vector FROM audit_logs_with_archive WHERE created_at >= '2025-03-01' AND created_at < '2025-04-01') v").await,
+        vectors_before
+    );
+    let plan = |range: &str| {
+        let sql = format!("EXPLAIN SELECT count(*) FROM audit_logs_with_archive WHERE {range}");
+        let c = &c;
+        async move {
+            c.query(&sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let live = plan("created_at >= '2025-11-01' AND created_at < '2025-12-01'").await;
+    assert!(!live.contains("Foreign"), "{live}");
+    let archived = plan("created_at >= '2025-03-10' AND created_at < '2025-03-11'").await;
+    assert!(archived.contains("Foreign Scan on audit_logs_2025_03_archive"), "{archived}");
+
+    let again = run_ok(&db, &cfg, &[], &["archive", "attach", "2025-03", "--strata-path", &bin]);
+    assert_eq!(again["already_attached"], true, "{again:#}");
+    // A month still in the table is refused: attaching it would count it twice.
+    let out = run_raw(&db, &cfg, &[], &["archive", "attach", "2026-11", "--strata-path", &bin]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    // A server that cannot run strata: refused, and nothing is left behind.
+    let out = run_raw(&db, &cfg, &[], &["archive", "attach", "2025-04", "--strata-path", "/nonexistent/strata"]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/strata"), "{}", stderr(&out));
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM pg_foreign_table ft JOIN pg_class k ON k.oid = ft.ftrelid WHERE k.relname = 'audit_logs_2025_04_archive'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+
+    let d = run_ok(&db, &cfg, &[], &["archive", "detach", "2025-03"]);
+    assert_eq!(d["was_attached"], true, "{d:#}");
+    assert_eq!(hash_of(&db, march).await.0, 0);
+    let d = run_ok(&db, &cfg, &[], &["archive", "detach", "2025-03"]);
+    assert_eq!(d["was_attached"], false, "{d:#}");
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -11,6 +11,7 @@
 //! _strata_tmp/table=audit_logs/...                   uploads not yet verified
 //! ```
 
+mod attach;
 mod catalog;
 mod columns;
 mod digest;
@@ -26,6 +27,7 @@ mod status;
 mod store;
 mod verify;
 
+pub use attach::{attached, cat, view_name};
 pub use columns::{Column, Kind};
 pub use rows::{visit_period, Source};
 
@@ -54,6 +56,15 @@ pub enum ArchiveOp {
     Verify { period: Option<String> },
     /// Re-create one period's partition from its files and attach it.
     Restore { period: String },
+    /// Make an archived period readable in place (file_fdw foreign table
+    /// behind `<table>_with_archive`); `strata_path` is strata on the
+    /// database host.
+    Attach {
+        period: String,
+        strata_path: Option<String>,
+    },
+    /// Remove what `Attach` made.
+    Detach { period: String },
 }
 
 impl ArchiveOp {
@@ -62,6 +73,8 @@ impl ArchiveOp {
             ArchiveOp::Run(_) => "archive_run",
             ArchiveOp::Verify { .. } => "archive_verify",
             ArchiveOp::Restore { .. } => "archive_restore",
+            ArchiveOp::Attach { .. } => "archive_attach",
+            ArchiveOp::Detach { .. } => "archive_detach",
         }
     }
 }
@@ -121,6 +134,23 @@ pub async fn execute(
         }
         ArchiveOp::Restore { period } => {
             restore::run(client, config, spec, period, progress).await?
+        }
+        ArchiveOp::Attach {
+            period,
+            strata_path,
+        } => {
+            attach::attach(
+                client,
+                config,
+                spec,
+                period,
+                strata_path.as_deref(),
+                progress,
+            )
+            .await?
+        }
+        ArchiveOp::Detach { period } => {
+            attach::detach(client, config, spec, period, progress).await?
         }
     };
     Ok(value)

@@ -42,6 +42,36 @@ pub enum ArchiveAction {
         #[arg(long)]
         table: Option<String>,
     },
+    /// Make archived PERIOD readable in place, without restoring it: a file_fdw foreign table
+    /// (strata.<partition>_archive) whose rows the server reads by running `strata archive cat`
+    /// on its own host, behind the view <table>_with_archive (the table UNION ALL its attached
+    /// periods, pruned by each period's bounds). Needs file_fdw and a superuser (or
+    /// pg_execute_server_program). No index: a query that reaches the period reads all of it.
+    Attach {
+        period: String,
+        #[arg(long)]
+        table: Option<String>,
+        /// strata's path on the database host (default: this strata's own path).
+        #[arg(long)]
+        strata_path: Option<String>,
+    },
+    /// Drop what `attach` made for PERIOD (the view stays, without it). Idempotent.
+    Detach {
+        period: String,
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Print an archived period's rows as CSV (what the server runs for `attach`). Reads only the
+    /// store: no database, no configuration.
+    Cat {
+        period: String,
+        /// The store the period was archived to (strata.archives.store_url).
+        #[arg(long)]
+        store: String,
+        /// The table's directory in the store (`table=<this>/period=...`).
+        #[arg(long)]
+        table_dir: String,
+    },
     /// Rows of one user from the files, without restoring (NDJSON on stdout; row groups read vs
     /// skipped on stderr).
     Search {
@@ -120,6 +150,49 @@ pub async fn run(
             })
             .await
         }
+        ArchiveAction::Attach {
+            period,
+            table,
+            strata_path,
+        } => {
+            let op = ArchiveOp::Attach {
+                period: period.clone(),
+                strata_path: strata_path.clone(),
+            };
+            job(target, config, table, op, json, |v| {
+                format!(
+                    "{} {} as {} ({} rows); query it through {}",
+                    if v["already_attached"].as_bool() == Some(true) {
+                        "already attached:"
+                    } else {
+                        "attached"
+                    },
+                    v["period"].as_str().unwrap_or(""),
+                    v["foreign_table"].as_str().unwrap_or(""),
+                    v["rows"],
+                    v["view"].as_str().unwrap_or("")
+                )
+            })
+            .await
+        }
+        ArchiveAction::Detach { period, table } => {
+            let op = ArchiveOp::Detach {
+                period: period.clone(),
+            };
+            job(target, config, table, op, json, |v| {
+                if v["was_attached"].as_bool() == Some(true) {
+                    format!(
+                        "detached {}: {} dropped",
+                        v["period"].as_str().unwrap_or(""),
+                        v["foreign_table"].as_str().unwrap_or("")
+                    )
+                } else {
+                    format!("{} was not attached", v["period"].as_str().unwrap_or(""))
+                }
+            })
+            .await
+        }
+        ArchiveAction::Cat { .. } => unreachable!("handled before connecting (cli::archive::cat)"),
         ArchiveAction::List { table } => list(target, config, table.as_deref(), json).await,
         ArchiveAction::Search {
             user_id,
@@ -209,5 +282,23 @@ async fn list(target: &Target, config: &Config, table: Option<&str>, json: bool)
             }
         );
     }
+    Ok(())
+}
+
+/// `strata archive cat`: no database and no configuration, so it runs as
+/// the server's program with nothing but the store.
+pub async fn cat(action: &ArchiveAction) -> Result<()> {
+    let ArchiveAction::Cat {
+        period,
+        store,
+        table_dir,
+    } = action
+    else {
+        unreachable!("only cat")
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+    archive::cat(store, table_dir, period, &mut out)
+        .await
+        .map_err(OpError::from)?;
     Ok(())
 }

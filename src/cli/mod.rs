@@ -854,6 +854,9 @@ async fn dispatch(cli: &Cli) -> Result<()> {
             rollup::events(&target, &config, args, cli.json).await
         }
         Command::Archive { action } => {
+            if matches!(action, archive::ArchiveAction::Cat { .. }) {
+                return archive::cat(action).await;
+            }
             let target = Target::resolve(cli, true).await?;
             let config = config_in_effect(&target, &config).await?;
             archive::run(&target, &config, action, cli.json).await

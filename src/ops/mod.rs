@@ -111,6 +111,8 @@ impl Op {
         "archive_run",
         "archive_verify",
         "archive_restore",
+        "archive_attach",
+        "archive_detach",
         "seal_run",
         "seal_verify",
         "seal_export",
