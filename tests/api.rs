@@ -948,6 +948,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         "POST /admin/database/archives/run",
         "POST /admin/database/archives/verify",
         "POST /admin/database/archives/restore",
+        "POST /admin/database/archives/attach",
+        "POST /admin/database/archives/detach",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -1,5 +1,5 @@
 //! `/admin/database/archives`: the archive tier. `GET` (reader) lists what
-//! the store holds; `POST run|verify|restore` (admin) start jobs of the
+//! the store holds; `POST run|verify|restore|attach|detach` (admin) start jobs of the
 //! operations runtime (`202 {"job_id"}`, `409` while the table is busy).
 
 use axum::extract::State;
@@ -179,10 +179,70 @@ async fn restore(
     .await
 }
 
+/// Make one archived period readable in place (`strata archive attach`):
+/// a file_fdw foreign table behind `<table>_with_archive`, read by running
+/// this strata on the database host.
+#[utoipa::path(post, path = "/admin/database/archives/attach", tag = "archives",
+    request_body = RestoreRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, description = "Malformed JSON, a field the schema refuses, or the table has no archive store", body = ErrorBody),
+        (status = 404, description = "Not a managed table, or no period of it starts at `period`", body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown fields or no `period`", body = ErrorBody),
+        Authenticated,
+    ))]
+async fn attach(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<RestoreRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let period = req.period.clone();
+    let req = ArchiveRequest {
+        table_name: req.table_name,
+        dry_run: false,
+        period: Some(req.period),
+    };
+    job(state, auth, req, "archive_attach", |_| ArchiveOp::Attach {
+        period,
+        strata_path: None,
+    })
+    .await
+}
+
+/// Remove what `attach` made for one period.
+#[utoipa::path(post, path = "/admin/database/archives/detach", tag = "archives",
+    request_body = RestoreRequest, security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Job started", body = JobAccepted),
+        (status = 400, description = "Malformed JSON, a field the schema refuses, or the table has no archive store", body = ErrorBody),
+        (status = 404, description = "Not a managed table, or no period of it starts at `period`", body = ErrorBody),
+        (status = 409, description = "The table is busy", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Wrong field types, unknown fields or no `period`", body = ErrorBody),
+        Authenticated,
+    ))]
+async fn detach(
+    auth: Auth<Admin>,
+    State(state): State<AppState>,
+    AppJson(req): AppJson<RestoreRequest>,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let period = req.period.clone();
+    let req = ArchiveRequest {
+        table_name: req.table_name,
+        dry_run: false,
+        period: Some(req.period),
+    };
+    job(state, auth, req, "archive_detach", |_| ArchiveOp::Detach { period }).await
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(run))
         .routes(routes!(verify))
         .routes(routes!(restore))
+        .routes(routes!(attach))
+        .routes(routes!(detach))
 }
