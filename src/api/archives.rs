@@ -234,7 +234,10 @@ async fn detach(
         dry_run: false,
         period: Some(req.period),
     };
-    job(state, auth, req, "archive_detach", |_| ArchiveOp::Detach { period }).await
+    job(state, auth, req, "archive_detach", |_| ArchiveOp::Detach {
+        period,
+    })
+    .await
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -39,7 +39,10 @@ const SERVER: &str = "strata_archive";
 const MARK: &str = "strata archive: ";
 
 /// The foreign table of one period: `strata.<partition name>_archive`.
-fn foreign_name(spec: &TableSpec, start: chrono::DateTime<chrono::Utc>) -> Result<QualifiedName, ArchiveError> {
+fn foreign_name(
+    spec: &TableSpec,
+    start: chrono::DateTime<chrono::Utc>,
+) -> Result<QualifiedName, ArchiveError> {
     let part = period::render_name(&spec.name_template, spec.name.name.as_str(), start);
     QualifiedName::new("strata", &format!("{part}_archive"))
         .map_err(|e| ArchiveError::Failed(e.to_string()))
@@ -71,12 +74,14 @@ pub async fn cat(
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let store = Store::open(store_url)?;
-    let m = manifest::load(&store, table, period).await?.ok_or_else(|| {
-        ArchiveError::Precondition(format!(
-            "{} is not in {store_url}",
-            manifest::manifest_key(table, period)
-        ))
-    })?;
+    let m = manifest::load(&store, table, period)
+        .await?
+        .ok_or_else(|| {
+            ArchiveError::Precondition(format!(
+                "{} is not in {store_url}",
+                manifest::manifest_key(table, period)
+            ))
+        })?;
     let io = |e: std::io::Error| ArchiveError::Failed(format!("writing rows: {e}"));
     let mut rows = 0u64;
     let mut line = Vec::with_capacity(1024);
@@ -183,7 +188,10 @@ pub async fn attach(
     let snap = partition::snapshot(client, spec)
         .await
         .map_err(|e| ArchiveError::Failed(e.to_string()))?;
-    if owned(spec, &snap.partitions).iter().any(|p| p.from == start) {
+    if owned(spec, &snap.partitions)
+        .iter()
+        .any(|p| p.from == start)
+    {
         return Err(ArchiveError::Precondition(format!(
             "period {label} of {} is still a partition: its rows are in the table, and attaching the archive too would count them twice",
             spec.name.display_unquoted()
@@ -207,13 +215,12 @@ pub async fn attach(
             .to_string(),
     };
     let cmd = program(&strata, &record.store_url, &dir, &label);
-    let already = attached(client, spec).await?.into_iter().any(|(n, _)| n == foreign);
+    let already = attached(client, spec)
+        .await?
+        .into_iter()
+        .any(|(n, _)| n == foreign);
     if !already {
-        let columns: Vec<String> = m
-            .schema
-            .iter()
-            .map(|c| column_def(c))
-            .collect::<Result<_, _>>()?;
+        let columns: Vec<String> = m.schema.iter().map(column_def).collect::<Result<_, _>>()?;
         let col = &spec.time_column;
         let (from, to) = (
             literal(&period::sql_timestamp(m.period_start)),
@@ -304,7 +311,10 @@ pub async fn detach(
     let start = super::restore::parse_period(spec, label)?;
     let label = super::run::label(spec.interval, start);
     let foreign = foreign_name(spec, start)?;
-    let present = attached(client, spec).await?.into_iter().any(|(n, _)| n == foreign);
+    let present = attached(client, spec)
+        .await?
+        .into_iter()
+        .any(|(n, _)| n == foreign);
     if present {
         // The view goes first (it depends on the foreign table), and comes
         // back without it.
@@ -378,8 +388,16 @@ fn column_def(c: &Column) -> Result<String, ArchiveError> {
     Ok(format!("{name} {t}"))
 }
 
-async fn rebuild_view(client: &Client, config: &Config, spec: &TableSpec) -> Result<(), ArchiveError> {
-    let tables: Vec<QualifiedName> = attached(client, spec).await?.into_iter().map(|(n, _)| n).collect();
+async fn rebuild_view(
+    client: &Client,
+    config: &Config,
+    spec: &TableSpec,
+) -> Result<(), ArchiveError> {
+    let tables: Vec<QualifiedName> = attached(client, spec)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     replace_view(client, config, spec, &tables, None).await
 }
 
@@ -409,7 +427,8 @@ async fn replace_view(
     let mut live = Vec::new();
     let mut archived = Vec::new();
     for r in &cols {
-        let name = Ident::new(r.get::<_, String>(0)).map_err(|e| ArchiveError::Failed(e.to_string()))?;
+        let name =
+            Ident::new(r.get::<_, String>(0)).map_err(|e| ArchiveError::Failed(e.to_string()))?;
         let ty: String = r.get(1);
         live.push(name.to_string());
         // The expression comes from the catalog (pg_get_expr), as the
@@ -422,7 +441,10 @@ async fn replace_view(
     let view = view_name(spec)?;
     let mut sql = format!("SELECT {} FROM {}", live.join(", "), spec.name);
     for t in tables {
-        sql.push_str(&format!("\nUNION ALL SELECT {} FROM {t}", archived.join(", ")));
+        sql.push_str(&format!(
+            "\nUNION ALL SELECT {} FROM {t}",
+            archived.join(", ")
+        ));
     }
     let mut steps: Vec<Statement> = vec![
         Statement::Begin,
