@@ -11,7 +11,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::{BufMut, Bytes, BytesMut};
-use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use futures_util::SinkExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
@@ -218,34 +220,48 @@ async fn copy_file(
         .map_err(parquet_err(key))?;
     let started = Instant::now();
     let mut done = 0u64;
+    // One COPY per file, fed batch by batch: the server parses and stores
+    // one batch while the next is decoded and encoded here. The staging
+    // table is no one else's, so one long statement holds nobody up.
     let sql = format!("COPY {staging} ({}) FROM STDIN", columns::list(cols));
+    let sink = client
+        .copy_in::<_, Bytes>(&sql)
+        .await
+        .map_err(DbError::query("copying rows into the staging table"))?;
+    futures_util::pin_mut!(sink);
+    let mut last_line = Instant::now();
     for batch in reader {
         let batch = batch.map_err(parquet_err(key))?;
         let buf = encode(&batch, cols);
-        let sink = client
-            .copy_in::<_, Bytes>(&sql)
-            .await
-            .map_err(DbError::query("copying rows into the staging table"))?;
-        futures_util::pin_mut!(sink);
         sink.send(buf.freeze())
             .await
             .map_err(DbError::query("copying rows into the staging table"))?;
-        sink.finish()
-            .await
-            .map_err(DbError::query("copying rows into the staging table"))?;
         done += batch.num_rows() as u64;
-        progress(&Progress::Line {
-            message: format!(
-                "  {done} of {total} rows copied ({:.0} rows/s)",
-                done as f64 / started.elapsed().as_secs_f64().max(1e-6)
-            ),
-        });
+        if last_line.elapsed().as_secs() >= 2 {
+            last_line = Instant::now();
+            progress(&Progress::Line {
+                message: format!(
+                    "  {done} of {total} rows copied ({:.0} rows/s)",
+                    done as f64 / started.elapsed().as_secs_f64().max(1e-6)
+                ),
+            });
+        }
     }
+    sink.finish()
+        .await
+        .map_err(DbError::query("copying rows into the staging table"))?;
+    progress(&Progress::Line {
+        message: format!(
+            "  {done} of {total} rows copied ({:.0} rows/s)",
+            done as f64 / started.elapsed().as_secs_f64().max(1e-6)
+        ),
+    });
     Ok(done)
 }
 
 /// COPY text format: tab-separated, `\N` for NULL, backslash escapes.
 fn encode(batch: &RecordBatch, cols: &[Column]) -> BytesMut {
+    // BytesMut implements fmt::Write: numbers are written in place.
     let mut buf = BytesMut::with_capacity(batch.num_rows() * 256);
     for row in 0..batch.num_rows() {
         for (i, c) in cols.iter().enumerate() {
@@ -260,12 +276,22 @@ fn encode(batch: &RecordBatch, cols: &[Column]) -> BytesMut {
             match c.kind {
                 Kind::Int64 => {
                     let v = a.as_primitive::<Int64Type>().value(row);
-                    buf.put_slice(v.to_string().as_bytes());
+                    let _ = write!(buf, "{v}");
                 }
                 Kind::Timestamp => {
                     let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
                     let t = DateTime::from_timestamp_micros(v).unwrap_or_default();
-                    buf.put_slice(t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string().as_bytes());
+                    let _ = write!(
+                        buf,
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+                        t.year(),
+                        t.month(),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second(),
+                        t.timestamp_subsec_micros()
+                    );
                 }
                 Kind::Json | Kind::Text => {
                     for b in a.as_string::<i32>().value(row).bytes() {
