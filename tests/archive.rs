@@ -988,6 +988,31 @@ async fn seal_verify_checks_archived_months_against_their_files() {
         .collect();
     assert!(from_files.len() >= MONTHS.len(), "{ok:#}");
 
+    // stats partitions marks the tier of what is left and lists what is not.
+    let stats = run_ok(&db, &cfg, &[], &["stats", "partitions"]);
+    let dropped: Vec<&str> = stats["archived_dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["period"].as_str().unwrap())
+        .collect();
+    for m in MONTHS {
+        assert!(dropped.contains(&m), "{m} not in {dropped:?}");
+    }
+    let tier_of = |name: &str| {
+        stats["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["tier"].clone())
+    };
+    assert_eq!(
+        tier_of("public.audit_logs_2025_12"),
+        Some(Value::from("sealed")),
+        "{stats:#}"
+    );
+    assert_eq!(tier_of("public.audit_logs_2025_01"), None);
     // The report knows both tiers.
     let report = run_ok(&db, &cfg, &[], &["report"]);
     let tiers = &report["tables"][0]["tiers"];

@@ -63,6 +63,7 @@ pub async fn partitions(target: &Target, config: &Config, json: bool) -> Result<
                 vec![
                     p.name.clone(),
                     range,
+                    p.tier.to_string(),
                     format::count(p.estimated_rows.max(0) as u64),
                     format::bytes(p.table_bytes.max(0) as u64),
                     format::bytes(p.index_bytes.max(0) as u64),
@@ -79,6 +80,7 @@ pub async fn partitions(target: &Target, config: &Config, json: bool) -> Result<
                 &[
                     "partition",
                     "range (UTC)",
+                    "tier",
                     ">rows (est.)",
                     ">table",
                     ">indexes",
@@ -90,6 +92,15 @@ pub async fn partitions(target: &Target, config: &Config, json: bool) -> Result<
                 &rows
             )
         );
+        if let (Some(first), Some(last)) = (t.archived_dropped.first(), t.archived_dropped.last()) {
+            println!(
+                "archived and dropped: {} period(s), {} .. {}, {} rows, only in the store (strata archive list)",
+                t.archived_dropped.len(),
+                first.period,
+                last.period,
+                format::count(t.archived_dropped.iter().map(|a| a.rows.max(0) as u64).sum())
+            );
+        }
     }
     Ok(())
 }

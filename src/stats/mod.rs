@@ -4,6 +4,7 @@
 mod indexes;
 mod partitions;
 mod queries;
+mod tiers;
 
 pub use indexes::{indexes, Bloated, IndexStat, BLOAT_MIN_BYTES, BLOAT_RATIO};
 pub use partitions::{partitions, PartitionStat, PartitionStats};
@@ -11,6 +12,7 @@ pub use queries::{
     choose_baseline, prune_snapshots, queries, snapshot, untrack_own_statements, QueryReport,
     QueryStat, Reading, Window,
 };
+pub use tiers::{tiers, TierMark};
 
 use serde::Serialize;
 use tokio_postgres::Client;

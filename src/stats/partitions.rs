@@ -41,6 +41,18 @@ pub struct PartitionStat {
     pub fillfactor: i32,
     /// `age(relfrozenxid)`: transactions since the partition was last frozen.
     pub xid_age: i64,
+    /// `hot`, `sealed` (strata.seals) or `archived` (in the store, and
+    /// still here).
+    pub tier: &'static str,
+}
+
+/// A period only the archive holds now: its partition was dropped.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchivedPeriod {
+    pub period: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub rows: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +69,8 @@ pub struct PartitionStats {
     /// Exact row count of the default partition (`null` when there is none).
     pub default_partition_rows: Option<i64>,
     pub partitions: Vec<PartitionStat>,
+    /// Periods whose partition was dropped after archiving (oldest first).
+    pub archived_dropped: Vec<ArchivedPeriod>,
 }
 
 pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<PartitionStats, DbError> {
@@ -105,6 +119,7 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
             last_autoanalyze: r.get(12),
             fillfactor: r.get(13),
             xid_age: r.get(14),
+            tier: "hot",
         });
     }
     let default_partition_rows = match &default {
@@ -120,6 +135,33 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
         .await
         .map_err(DbError::query("ending the transaction"))?;
     parts.sort_by(|a, b| (a.is_default, a.from, &a.name).cmp(&(b.is_default, b.from, &b.name)));
+    // Archived beats sealed: a month is usually sealed first, archived later.
+    let marks = super::tiers(&*client, spec).await?;
+    for p in parts.iter_mut() {
+        let at = |tier: &str| {
+            marks
+                .iter()
+                .any(|m| m.tier == tier && !m.dropped && Some(m.start) == p.from)
+        };
+        p.tier = if at("archived") {
+            "archived"
+        } else if at("sealed") {
+            "sealed"
+        } else {
+            "hot"
+        };
+    }
+    let mut archived_dropped: Vec<ArchivedPeriod> = marks
+        .iter()
+        .filter(|m| m.tier == "archived" && m.dropped)
+        .map(|m| ArchivedPeriod {
+            period: m.period.clone(),
+            from: m.start,
+            to: m.end,
+            rows: m.rows,
+        })
+        .collect();
+    archived_dropped.sort_by_key(|a| a.from);
     let sum = |f: fn(&PartitionStat) -> i64| parts.iter().map(f).sum::<i64>();
     let total = sum(|p| p.total_bytes);
     Ok(PartitionStats {
@@ -134,5 +176,6 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
         dead_tuples: sum(|p| p.dead_tuples),
         default_partition_rows,
         partitions: parts,
+        archived_dropped,
     })
 }
