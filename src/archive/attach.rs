@@ -71,7 +71,6 @@ pub async fn cat(
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
     use arrow_array::Array;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let store = Store::open(store_url)?;
     let m = manifest::load(&store, table, period)
@@ -85,70 +84,48 @@ pub async fn cat(
     let io = |e: std::io::Error| ArchiveError::Failed(format!("writing rows: {e}"));
     let mut rows = 0u64;
     let mut line = Vec::with_capacity(1024);
-    for f in &m.files {
-        let data = store.get(&f.key).await?.ok_or_else(|| {
-            ArchiveError::Mismatch(format!("{} is missing from the store", f.key))
-        })?;
-        if manifest::sha256_hex(&data) != f.sha256 {
-            return Err(ArchiveError::Mismatch(format!(
-                "{}: SHA-256 differs from the manifest",
-                f.key
-            )));
-        }
-        let bad = |e: parquet::errors::ParquetError| ArchiveError::Parquet {
-            key: f.key.clone(),
-            message: e.to_string(),
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-            .map_err(bad)?
-            .with_batch_size(16 * 1024)
-            .build()
-            .map_err(bad)?;
-        for batch in reader {
-            let batch = batch.map_err(|e| ArchiveError::Parquet {
-                key: f.key.clone(),
-                message: e.to_string(),
-            })?;
-            for row in 0..batch.num_rows() {
-                line.clear();
-                for (i, c) in m.schema.iter().enumerate() {
-                    if i > 0 {
-                        line.push(b',');
+    super::rows::visit_files(&store, &m, &mut |batch, schema| {
+        for row in 0..batch.num_rows() {
+            line.clear();
+            for (i, c) in schema.iter().enumerate() {
+                if i > 0 {
+                    line.push(b',');
+                }
+                let a = batch.column(i);
+                if a.is_null(row) {
+                    continue;
+                }
+                match c.kind {
+                    Kind::Int64 => {
+                        let v = a.as_primitive::<Int64Type>().value(row);
+                        line.extend_from_slice(v.to_string().as_bytes());
                     }
-                    let a = batch.column(i);
-                    if a.is_null(row) {
-                        continue;
+                    Kind::Timestamp => {
+                        let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
+                        let t = chrono::DateTime::from_timestamp_micros(v).unwrap_or_default();
+                        line.extend_from_slice(
+                            t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string().as_bytes(),
+                        );
                     }
-                    match c.kind {
-                        Kind::Int64 => {
-                            let v = a.as_primitive::<Int64Type>().value(row);
-                            line.extend_from_slice(v.to_string().as_bytes());
-                        }
-                        Kind::Timestamp => {
-                            let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
-                            let t = chrono::DateTime::from_timestamp_micros(v).unwrap_or_default();
-                            line.extend_from_slice(
-                                t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string().as_bytes(),
-                            );
-                        }
-                        Kind::Json | Kind::Text => {
-                            line.push(b'"');
-                            for b in a.as_string::<i32>().value(row).bytes() {
-                                if b == b'"' {
-                                    line.push(b'"');
-                                }
-                                line.push(b);
+                    Kind::Json | Kind::Text => {
+                        line.push(b'"');
+                        for b in a.as_string::<i32>().value(row).bytes() {
+                            if b == b'"' {
+                                line.push(b'"');
                             }
-                            line.push(b'"');
+                            line.push(b);
                         }
+                        line.push(b'"');
                     }
                 }
-                line.push(b'\n');
-                out.write_all(&line).map_err(io)?;
-                rows += 1;
             }
+            line.push(b'\n');
+            out.write_all(&line).map_err(io)?;
+            rows += 1;
         }
-    }
+        Ok(())
+    })
+    .await?;
     out.flush().map_err(io)?;
     Ok(rows)
 }

@@ -42,6 +42,25 @@ pub async fn visit_period(
     let m = manifest::load(&store, &dir, &r.period)
         .await?
         .ok_or_else(|| ArchiveError::Mismatch(format!("{key} is missing from the store")))?;
+    visit_files(&store, &m, &mut |batch, cols| {
+        visit(batch, cols);
+        Ok(())
+    })
+    .await?;
+    Ok(Some(Source {
+        manifest_key: key,
+        store_url: r.store_url.clone(),
+        files: m.files.len(),
+    }))
+}
+
+/// Every record batch of a manifest's files, in order, each file's SHA-256
+/// checked against the manifest before it is decoded.
+pub async fn visit_files(
+    store: &Store,
+    m: &manifest::Manifest,
+    visit: &mut (dyn FnMut(&RecordBatch, &[Column]) -> Result<(), ArchiveError> + Send),
+) -> Result<(), ArchiveError> {
     for f in &m.files {
         let data = store.get(&f.key).await?.ok_or_else(|| {
             ArchiveError::Mismatch(format!("{} is missing from the store", f.key))
@@ -64,12 +83,8 @@ pub async fn visit_period(
         for batch in reader {
             let batch = batch
                 .map_err(|e| ArchiveError::Mismatch(format!("{} cannot be decoded: {e}", f.key)))?;
-            visit(&batch, &m.schema);
+            visit(&batch, &m.schema)?;
         }
     }
-    Ok(Some(Source {
-        manifest_key: key,
-        store_url: r.store_url.clone(),
-        files: m.files.len(),
-    }))
+    Ok(())
 }
