@@ -11,8 +11,8 @@
 //! integers in decimal, timestamps as microseconds since the epoch, other
 //! types as PostgreSQL's text form), joined by U+001F; the row's value is
 //! the first 8 bytes of its SHA-256 as a big-endian signed integer; the
-//! digest is their sum (exact). PostgreSQL computes each row's term in the
-//! export's own scan, in its snapshot (`row_terms_sql`).
+//! digest is their sum (exact). The same is computed in SQL over the
+//! partition in the export's snapshot.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
@@ -26,15 +26,11 @@ use super::columns::{Column, Kind};
 pub const HASH_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
      SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1";
 
-/// One row's terms of both hashes, for the export's single pass: its
-/// content-hash term (int8) and the first 8 bytes of its row-digest SHA-256
-/// (bytea); the client sums them, exactly as `sum()` over [`content_sql`]'s
-/// terms would (both are exact integer sums).
-pub fn row_terms_sql(cols: &[Column]) -> String {
+/// The SQL aggregate of the row digest over `FROM` rows, as text.
+pub fn sql(cols: &[Column]) -> String {
     let parts: Vec<String> = cols.iter().map(Column::digest_expr).collect();
     format!(
-        "hashtextextended(ROW({})::text, 0), substr(sha256(convert_to(concat_ws(chr(31), {}), 'UTF8')), 1, 8)",
-        super::columns::list(cols),
+        "coalesce(sum(('x' || encode(substr(sha256(convert_to(concat_ws(chr(31), {}), 'UTF8')), 1, 8), 'hex'))::bit(64)::int8::numeric), 0)::text",
         parts.join(", ")
     )
 }

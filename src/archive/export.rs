@@ -71,33 +71,35 @@ pub async fn export(
     ))
     .await
     .map_err(DbError::query("starting the export snapshot"))?;
-    // Sizes first (catalog reads); then one pass over the rows that streams
-    // them and, per row, PostgreSQL's terms of the content hash and the row
-    // digest, summed here: the same numbers the aggregates would give, in
-    // one scan instead of three (count, hashes, rows).
-    let sizes = tx
+    let row = tx
         .query_one(
-            "SELECT pg_catalog.pg_relation_size($1::text::regclass)::int8,
-                    pg_catalog.pg_total_relation_size($1::text::regclass)::int8",
+            &format!(
+                "SELECT count(*)::int8, {}, {},
+                        pg_catalog.pg_relation_size($1::text::regclass)::int8,
+                        pg_catalog.pg_total_relation_size($1::text::regclass)::int8
+                   FROM {partition}",
+                digest::content_sql(&cols),
+                digest::sql(&cols)
+            ),
             &[&partition.to_string()],
         )
         .await
         .map_err(DbError::query(format!(
-            "sizing {}",
+            "hashing {}",
             partition.display_unquoted()
         )))?;
+    let rows: i64 = row.get(0);
     let order = if cols.iter().any(|c| c.name == "id") {
         format!("{time_column}, id")
     } else {
         format!("{time_column}")
     };
     let select = format!(
-        "SELECT {}, {} FROM {partition} ORDER BY {order}",
+        "SELECT {} FROM {partition} ORDER BY {order}",
         cols.iter()
             .map(Column::select_expr)
             .collect::<Vec<_>>()
-            .join(", "),
-        digest::row_terms_sql(&cols)
+            .join(", ")
     );
     let schema = columns::schema(&cols);
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(&cols)?))
@@ -113,8 +115,6 @@ pub async fn export(
     pin_mut!(stream);
     let mut batch: Vec<tokio_postgres::Row> = Vec::with_capacity(BATCH_ROWS);
     let mut done = 0u64;
-    let (mut content, mut row_digest) = (0i128, 0i128);
-    let (content_at, digest_at) = (cols.len(), cols.len() + 1);
     let mut last_line = Instant::now();
     loop {
         let next = stream.try_next().await.map_err(DbError::query(format!(
@@ -123,12 +123,6 @@ pub async fn export(
         )))?;
         let end = next.is_none();
         if let Some(r) = next {
-            content += r.get::<_, i64>(content_at) as i128;
-            let d: &[u8] = r.get(digest_at);
-            let d: [u8; 8] = d
-                .try_into()
-                .map_err(|_| ArchiveError::Failed("a row digest term is not 8 bytes".into()))?;
-            row_digest += i64::from_be_bytes(d) as i128;
             batch.push(r);
         }
         if batch.len() >= BATCH_ROWS || (end && !batch.is_empty()) {
@@ -140,7 +134,7 @@ pub async fn export(
                 last_line = Instant::now();
                 progress(&Progress::Line {
                     message: format!(
-                        "  {label}: {done} rows written ({:.0} rows/s)",
+                        "  {label}: {done} of {rows} rows written ({:.0} rows/s)",
                         done as f64 / started.elapsed().as_secs_f64().max(1e-6)
                     ),
                 });
@@ -153,15 +147,20 @@ pub async fn export(
     tx.commit()
         .await
         .map_err(DbError::query("ending the export snapshot"))?;
+    if done as i64 != rows {
+        return Err(ArchiveError::Mismatch(format!(
+            "{label}: counted {rows} rows but streamed {done} in the same snapshot"
+        )));
+    }
     let file = writer.into_inner().map_err(parquet_err(label))?;
     Ok(Exported {
         columns: cols,
-        rows: done as i64,
-        content_hash: content.to_string(),
-        row_digest: row_digest.to_string(),
+        rows,
+        content_hash: row.get(1),
+        row_digest: row.get(2),
         file: Bytes::from(file),
-        heap_bytes: sizes.get(0),
-        total_bytes: sizes.get(1),
+        heap_bytes: row.get(3),
+        total_bytes: row.get(4),
     })
 }
 
