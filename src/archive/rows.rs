@@ -54,12 +54,16 @@ pub async fn visit_period(
     }))
 }
 
+/// Called with each decoded batch and the manifest's columns.
+pub type BatchVisitor<'a> =
+    dyn FnMut(&RecordBatch, &[Column]) -> Result<(), ArchiveError> + Send + 'a;
+
 /// Every record batch of a manifest's files, in order, each file's SHA-256
 /// checked against the manifest before it is decoded.
 pub async fn visit_files(
     store: &Store,
     m: &manifest::Manifest,
-    visit: &mut (dyn FnMut(&RecordBatch, &[Column]) -> Result<(), ArchiveError> + Send),
+    visit: &mut BatchVisitor<'_>,
 ) -> Result<(), ArchiveError> {
     for f in &m.files {
         let data = store.get(&f.key).await?.ok_or_else(|| {
