@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, BooleanArray, RecordBatch};
 use chrono::{DateTime, Utc};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -137,8 +138,20 @@ fn search_file(
     if groups.is_empty() {
         return Ok(());
     }
+    // Late materialization: the predicate reads only user_id; the other
+    // columns (details above all) are decoded for the matching rows alone.
+    // The heaviest user is in every row group, where skipping cannot help.
+    let want = q.user_id;
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [user]);
+    let predicate = ArrowPredicateFn::new(mask, move |b: RecordBatch| {
+        let ids = b.column(0).as_primitive::<Int64Type>();
+        Ok(BooleanArray::from_iter(
+            ids.iter().map(|v| Some(v == Some(want))),
+        ))
+    });
     let reader = builder
         .with_row_groups(groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(parquet_err(key))?;
     for batch in reader {
