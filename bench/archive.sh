@@ -21,7 +21,13 @@ ADMIN=${BASE%/*}/postgres
 URL=${BASE%/*}/strata_archive_bench
 STORE=$(mktemp -d)
 CFG=$STORE.toml
-trap 'rm -rf "$STORE" "$CFG" "$CFG.plain"' EXIT
+# KEEP_STORE=1 keeps the store and config (their paths are printed) to
+# compare another build's search or restore on the same files.
+if [ "${KEEP_STORE:-0}" = 1 ]; then
+    echo "store $STORE, config $CFG, database $URL"
+else
+    trap 'rm -rf "$STORE" "$CFG" "$CFG.plain"' EXIT
+fi
 # The real clock decides what is due: 12 full months ending 12 months ago.
 FROM=$(date -u -d "$(date -u +%Y-%m-01) -24 months" +%Y-%m-01)
 TO=$(date -u -d "$(date -u +%Y-%m-01) -12 months" +%Y-%m-01)
