@@ -961,11 +961,17 @@ async fn seal_verify_checks_archived_months_against_their_files() {
     let cfg = archive_config(&format!("file://{}", dir.display()), true);
     let db = prepared(600, &cfg).await;
     let sealed = run_ok(&db, &cfg, &[], &["seal", "run"]);
-    assert!(sealed["sealed"].as_array().unwrap().len() >= 6, "{sealed:#}");
+    assert!(
+        sealed["sealed"].as_array().unwrap().len() >= 6,
+        "{sealed:#}"
+    );
     run_ok(&db, &cfg, &[], &["archive", "run"]);
     for m in MONTHS {
         let name = format!("audit_logs_{}", m.replace('-', "_"));
-        assert!(!partition_exists(&db, &name).await, "{name} was not dropped");
+        assert!(
+            !partition_exists(&db, &name).await,
+            "{name} was not dropped"
+        );
     }
     let ok = run_ok(&db, &cfg, &[], &["seal", "verify"]);
     assert_eq!(ok["intact"], true, "{ok:#}");
@@ -974,7 +980,11 @@ async fn seal_verify_checks_archived_months_against_their_files() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["source"].as_str().is_some_and(|s| s.ends_with("manifest.json")))
+        .filter(|s| {
+            s["source"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("manifest.json"))
+        })
         .collect();
     assert!(from_files.len() >= MONTHS.len(), "{ok:#}");
 
@@ -983,13 +993,25 @@ async fn seal_verify_checks_archived_months_against_their_files() {
     let tiers = &report["tables"][0]["tiers"];
     assert!(tiers["seals"]["seals"].as_u64().unwrap() >= 6, "{tiers:#}");
     assert_eq!(tiers["seals"]["last_verify"]["intact"], true, "{tiers:#}");
-    assert!(tiers["archive"]["periods_archived"].as_u64().unwrap() >= 6, "{tiers:#}");
+    assert!(
+        tiers["archive"]["periods_archived"].as_u64().unwrap() >= 6,
+        "{tiers:#}"
+    );
     assert_eq!(tiers["archive"]["periods_due"], 0, "{tiers:#}");
-    assert!(tiers["archive"]["bytes_archived"].as_i64().unwrap() > 0, "{tiers:#}");
+    assert!(
+        tiers["archive"]["bytes_archived"].as_i64().unwrap() > 0,
+        "{tiers:#}"
+    );
 
     let id = forge_first_row(&dir, "2025-03");
     let out = run_raw(&db, &cfg, &[], &["--json", "seal", "verify"]);
-    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["intact"], false);
     let bad: Vec<&Value> = r["seals"]
@@ -999,7 +1021,13 @@ async fn seal_verify_checks_archived_months_against_their_files() {
         .filter(|s| s["ok"] == false)
         .collect();
     assert_eq!(bad.len(), 1, "{r:#}");
-    assert!(bad[0]["period_start"].as_str().unwrap().starts_with("2025-03"), "{r:#}");
+    assert!(
+        bad[0]["period_start"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-03"),
+        "{r:#}"
+    );
     assert_eq!(bad[0]["rows"]["changed"], serde_json::json!([id]), "{r:#}");
     let report = run_ok(&db, &cfg, &[], &["report"]);
     let rule = report["recommendations"]
@@ -1010,12 +1038,21 @@ async fn seal_verify_checks_archived_months_against_their_files() {
         .unwrap_or_else(|| panic!("no seal_verify_failed: {report:#}"))
         .clone();
     assert_eq!(rule["severity"], "critical", "{rule:#}");
-    assert_eq!(rule["fix"], "strata seal verify --table public.audit_logs", "{rule:#}");
+    assert_eq!(
+        rule["fix"], "strata seal verify --table public.audit_logs",
+        "{rule:#}"
+    );
 
     // A file gone from the store is a failed check that names it, not an error.
     std::fs::remove_file(dir.join("table=audit_logs/period=2025-04/part-00000.parquet")).unwrap();
     let out = run_raw(&db, &cfg, &[], &["--json", "seal", "verify", "2025-04"]);
-    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let problems = r["seals"][0]["problems"].to_string();
     assert!(

@@ -150,8 +150,8 @@ async fn report(
         days,
         state.config.seal.after,
     )
-        .await
-        .map_err(AppError::internal)?;
+    .await
+    .map_err(AppError::internal)?;
     let doc = serde_json::to_value(r).map_err(AppError::internal)?;
     Ok(Json(shown_to(&auth.principal, doc)))
 }

@@ -38,23 +38,34 @@ async fn partitions(client: &Client, table: &QualifiedName) -> Result<Vec<Part>,
         .map_err(DbError::query("listing partitions"))?;
     let mut out: Vec<Part> = Vec::new();
     for r in rows {
-        if r.get::<_, bool>(5) {
+        if r.get::<_, bool>(3) {
             continue;
         }
         let name = QualifiedName::new(r.get(0), r.get(1))?;
-        let (is_default, from_min): (bool, bool) = (r.get(2), r.get(3));
-        let lower: Option<DateTime<Utc>> = r.get(4);
-        let lower = match (is_default, from_min, lower) {
-            (false, true, _) => Some(None),
-            (false, false, Some(lo)) => Some(Some(lo)),
-            // The default partition, or a bound this code cannot read.
-            _ => None,
-        };
-        out.push((name, lower));
+        out.push((name, lower_bound(r.get(2))));
     }
     // Some(Some(newest)) ... Some(None) (MINVALUE), then None.
     out.sort_by_key(|p| std::cmp::Reverse(p.1));
     Ok(out)
+}
+
+/// The lower bound of a range partition's bound text (`Some(None)` for
+/// MINVALUE); `None` for the default partition and anything else, which the
+/// walk then reads as "may hold any time" (always read, merged).
+///
+/// The text is in the session's DateStyle and TimeZone; with ISO DateStyle
+/// (PostgreSQL's default) it carries its UTC offset, so any TimeZone parses
+/// exactly; another DateStyle only makes the walk read those partitions
+/// like the default one.
+fn lower_bound(expr: &str) -> Option<Option<DateTime<Utc>>> {
+    let rest = expr.trim().strip_prefix("FOR VALUES FROM (")?;
+    if rest.starts_with("MINVALUE") {
+        return Some(None);
+    }
+    let text = rest.strip_prefix('\'')?.split('\'').next()?;
+    DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| Some(t.with_timezone(&Utc)))
 }
 
 /// Up to `limit` of `user_id`'s rows in `rel`, newest first, after `after`.
@@ -157,4 +168,36 @@ pub async fn newest_for_user(
         None
     };
     Ok((rows, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lower_bound;
+
+    #[test]
+    fn bounds_parse_with_any_offset() {
+        let utc =
+            lower_bound("FOR VALUES FROM ('2025-11-01 00:00:00+00') TO ('2025-12-01 00:00:00+00')");
+        let cet =
+            lower_bound("FOR VALUES FROM ('2025-11-01 01:00:00+01') TO ('2025-12-01 01:00:00+01')");
+        let half = lower_bound("FOR VALUES FROM ('2025-11-01 05:30:00.5+05:30') TO (MAXVALUE)");
+        assert_eq!(utc, cet);
+        assert_eq!(
+            utc.unwrap().unwrap().to_rfc3339(),
+            "2025-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            half.unwrap().unwrap().to_rfc3339(),
+            "2025-11-01T00:00:00.500+00:00"
+        );
+        assert_eq!(
+            lower_bound("FOR VALUES FROM (MINVALUE) TO ('2025-01-01 00:00:00+00')"),
+            Some(None)
+        );
+        assert_eq!(lower_bound("DEFAULT"), None);
+        assert_eq!(
+            lower_bound("FOR VALUES FROM ('Sat Nov 01 00:00:00 2025 UTC') TO (MAXVALUE)"),
+            None
+        );
+    }
 }

@@ -62,9 +62,8 @@ pub async fn visit_period(
             .build()
             .map_err(bad)?;
         for batch in reader {
-            let batch = batch.map_err(|e| {
-                ArchiveError::Mismatch(format!("{} cannot be decoded: {e}", f.key))
-            })?;
+            let batch = batch
+                .map_err(|e| ArchiveError::Mismatch(format!("{} cannot be decoded: {e}", f.key)))?;
             visit(&batch, &m.schema);
         }
     }

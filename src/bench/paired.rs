@@ -162,7 +162,9 @@ async fn run_side(
                 .query_typed(q.plain, &[(&u, Type::INT8), (&PAGE, Type::INT8)])
                 .await
                 .map_err(DbError::query("running a workload"))?;
-            rows.iter().map(|r| r.get::<_, i64>(0).to_string()).collect()
+            rows.iter()
+                .map(|r| r.get::<_, i64>(0).to_string())
+                .collect()
         }
         (StrataSide::Sql(view), _, _) => {
             let sql = if strata { view } else { &q.plain };

@@ -1,7 +1,7 @@
 //! The report as text: a human table for the terminal and Markdown for a README.
 
-use super::summary::Summary;
 use super::paired::PairedResult;
+use super::summary::Summary;
 use super::upkeep::Compared;
 use super::workloads::QueryResult;
 use super::{Report, PLAIN_INDEXED, SEED_BEFORE, STRATA};
@@ -187,7 +187,11 @@ fn rollup_rows(r: &Report) -> Vec<Vec<String>> {
                         s.dimensions.join(", ")
                     }
                 ),
-                format!("{} rows, {}", format::count(s.rows as u64), format::bytes(s.bytes as u64)),
+                format!(
+                    "{} rows, {}",
+                    format::count(s.rows as u64),
+                    format::bytes(s.bytes as u64)
+                ),
                 "-".into(),
                 "-".into(),
             ]

@@ -159,7 +159,9 @@ pub async fn measure(
         refresh_after(
             client,
             built,
-            format!("{NEW_ROWS} rows of the last 10 minutes (current partition), then rollup refresh"),
+            format!(
+                "{NEW_ROWS} rows of the last 10 minutes (current partition), then rollup refresh"
+            ),
             now - TimeDelta::minutes(10),
             now,
             SEED + 3,

@@ -13,7 +13,8 @@ pub async fn run(target: &Target, config: &Config, days: u32, json: bool) -> Res
         chrono::Utc::now(),
         days,
         config.seal.after,
-    ).await?;
+    )
+    .await?;
     if json {
         return print_json(&r);
     }

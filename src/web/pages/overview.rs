@@ -302,12 +302,25 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
     let (report, health) = match state.pool.timeout_get(&no_wait).await {
         Ok(mut second) => {
             tokio::join!(
-                crate::report::build(&mut client, &state.config.tables, now, 7, state.config.seal.after),
+                crate::report::build(
+                    &mut client,
+                    &state.config.tables,
+                    now,
+                    7,
+                    state.config.seal.after
+                ),
                 crate::health::check(&mut second, &state.config.tables, &state.config.health, now)
             )
         }
         Err(_) => (
-            crate::report::build(&mut client, &state.config.tables, now, 7, state.config.seal.after).await,
+            crate::report::build(
+                &mut client,
+                &state.config.tables,
+                now,
+                7,
+                state.config.seal.after,
+            )
+            .await,
             crate::health::check(&mut client, &state.config.tables, &state.config.health, now)
                 .await,
         ),
