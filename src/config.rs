@@ -299,15 +299,17 @@ const MAX_ROLLUP_NAME: usize = 30;
 
 impl RollupSpec {
     /// What `summary`, `/audit-logs/summary` and the report read out of the
-    /// box: counts by hour (severity, action) and by day (severity, status).
-    /// Counts only, so the defaults never need an extension.
+    /// box: counts by hour (severity) and by day (severity, status). Counts
+    /// only, so the defaults never need an extension. The hourly one has a
+    /// single dimension because its size is buckets × dimension values: with
+    /// `action` as well it was 5 % of the table at 1M rows.
     pub fn defaults() -> Vec<RollupSpec> {
         let id = |s: &str| Ident::new(s).expect("static name");
         vec![
             RollupSpec {
                 name: id("hourly"),
                 bucket: Bucket::Hour,
-                dimensions: vec![id("severity"), id("action")],
+                dimensions: vec![id("severity")],
                 measures: vec![Measure::Count],
             },
             RollupSpec {

@@ -39,7 +39,7 @@ measures = ["count", "distinct user_id"]
 type ViewDef = (&'static str, &'static str, &'static [&'static str], bool);
 
 const DEFAULT_VIEWS: &[ViewDef] = &[
-    ("audit_logs_hourly", "hour", &["severity", "action"], false),
+    ("audit_logs_hourly", "hour", &["severity"], false),
     ("audit_logs_daily", "day", &["severity", "status"], false),
 ];
 const HLL_VIEW: ViewDef = ("audit_logs_users_daily", "day", &[], true);

@@ -1,5 +1,6 @@
 //! The report as text: a human table for the terminal and Markdown for a README.
 
+use super::paired::PairedResult;
 use super::summary::Summary;
 use super::upkeep::Compared;
 use super::workloads::QueryResult;
@@ -134,6 +135,108 @@ const PLAN_HEADERS: [&str; 7] = [
     ">rows",
 ];
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+fn paired_rows(r: &Report) -> Vec<Vec<String>> {
+    r.paired
+        .iter()
+        .map(|q: &PairedResult| {
+            vec![
+                q.title.to_string(),
+                median_p95(&q.plain_client_ms),
+                median_p95(&q.strata_client_ms),
+                median_p95(&q.plain_server_ms),
+                q.strata_server_ms.as_ref().map_or("-".into(), median_p95),
+                x(q.ratio),
+                q.goal.text.to_string(),
+                yes_no(q.goal_met),
+                yes_no(q.same_answer),
+            ]
+        })
+        .collect()
+}
+
+const PAIRED_HEADERS: [&str; 9] = [
+    "workload",
+    ">plain-indexed client",
+    ">strata client",
+    ">plain-indexed server",
+    ">strata server",
+    ">indexed/strata",
+    "goal",
+    "met",
+    "same answer",
+];
+
+fn rollup_rows(r: &Report) -> Vec<Vec<String>> {
+    let ro = &r.rollups;
+    let mut rows: Vec<Vec<String>> = ro
+        .sizes
+        .iter()
+        .map(|s| {
+            vec![
+                format!(
+                    "rollup {} ({}; {})",
+                    s.name,
+                    s.bucket,
+                    if s.dimensions.is_empty() {
+                        "no dimension".into()
+                    } else {
+                        s.dimensions.join(", ")
+                    }
+                ),
+                format!(
+                    "{} rows, {}",
+                    format::count(s.rows as u64),
+                    format::bytes(s.bytes as u64)
+                ),
+                "-".into(),
+                "-".into(),
+            ]
+        })
+        .collect();
+    let pct = ro.percent.unwrap_or(f64::NAN);
+    rows.push(vec![
+        format!(
+            "rollup storage / table (heap + indexes of all partitions, {})",
+            format::bytes(ro.table_bytes as u64)
+        ),
+        format!("{} = {pct:.3} %", format::bytes(ro.rollup_bytes as u64)),
+        "< 1 %".into(),
+        yes_no(pct < 1.0),
+    ]);
+    rows.push(vec![
+        "rollup apply (storage, views, triggers)".into(),
+        secs_or_ms(ro.apply_ms),
+        "-".into(),
+        "-".into(),
+    ]);
+    rows.push(vec![
+        "first rollup refresh (every bucket)".into(),
+        secs_or_ms(ro.first_refresh_ms),
+        "-".into(),
+        "-".into(),
+    ]);
+    for f in &ro.refreshes {
+        rows.push(vec![
+            f.what.clone(),
+            format!(
+                "{} ({} buckets, {} base rows)",
+                secs_or_ms(f.ms),
+                format::count(f.buckets),
+                format::count(f.base_rows)
+            ),
+            "< 200 ms".into(),
+            yes_no(f.ms < 200.0),
+        ]);
+    }
+    rows
+}
+
+const ROLLUP_HEADERS: [&str; 4] = ["what (strata layout)", ">figure", "goal", "met"];
+
 fn index_rows(r: &Report) -> Vec<Vec<String>> {
     let i = &r.index_sizes;
     let row = |what: &str, t: &super::layouts::TimedIndex| {
@@ -244,7 +347,7 @@ pub fn human(r: &Report) -> String {
             l.how_built
         ));
     }
-    let sections: [(&str, String); 6] = [
+    let sections: [(&str, String); 8] = [
         (
             "Queries, client time in ms (median / p95); ratio = layout / strata, above 1 strata is faster",
             format::table(&QUERY_HEADERS, &query_rows(r, false)),
@@ -254,6 +357,14 @@ pub fn human(r: &Report) -> String {
             format::table(&QUERY_HEADERS, &query_rows(r, true)),
         ),
         ("Plans (last EXPLAIN run)", format::table(&PLAN_HEADERS, &plan_rows(r))),
+        (
+            "Rollup and read-path workloads, ms (median / p95); ratio = plain-indexed / strata, client time",
+            format::table(&PAIRED_HEADERS, &paired_rows(r)),
+        ),
+        (
+            "Rollups (strata layout)",
+            format::table(&ROLLUP_HEADERS, &rollup_rows(r)),
+        ),
         (
             "Index on created_at",
             format::table(&["index", ">size", ">build"], &index_rows(r)),
@@ -309,6 +420,10 @@ pub fn markdown(r: &Report) -> String {
     out.push_str(&md_table(&QUERY_HEADERS, &query_rows(r, true)));
     out.push_str("\n**Plans** (last EXPLAIN run):\n\n");
     out.push_str(&md_table(&PLAN_HEADERS, &plan_rows(r)));
+    out.push_str("\n**Rollup and read-path workloads**, ms, median / p95 (ratio = plain-indexed / strata, client time):\n\n");
+    out.push_str(&md_table(&PAIRED_HEADERS, &paired_rows(r)));
+    out.push_str("\n**Rollups** (strata layout):\n\n");
+    out.push_str(&md_table(&ROLLUP_HEADERS, &rollup_rows(r)));
     out.push_str("\n**Index on created_at**:\n\n");
     out.push_str(&md_table(&["index", ">size", ">build"], &index_rows(r)));
     out.push_str("\n**Maintenance** (one run each, in this order):\n\n");

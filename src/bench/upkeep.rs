@@ -221,6 +221,13 @@ pub async fn maintenance(
     one.seed_claim = Some((300_000.0, 50_000.0));
     steps.push(one);
 
+    phase(
+        p,
+        started,
+        "maintenance: 2% of one month, whole plain VACUUM vs strata's scheduled vacuum",
+    );
+    steps.push(scheduled_vacuum(client, built, &month, &mut notes).await?);
+
     phase(p, started, "maintenance: retention of one month");
     let (r0, r1) = built.shape.retention_month;
     let old_name = period::render_name(&built.spec.name_template, strata.name.as_str(), r0);
@@ -349,4 +356,135 @@ pub async fn load_rates(
         rates,
         ratios,
     })
+}
+
+/// Longest wait for the cumulative statistics to show the deletes (the
+/// scheduled vacuum decides from them, as it does when the scheduler runs it).
+const STATS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits until `n_dead_tup` of `rel` is positive; false after [`STATS_WAIT`].
+async fn dead_tuples_visible(client: &Client, rel: &str) -> Result<bool, BenchError> {
+    let t = Instant::now();
+    loop {
+        let dead: i64 = client
+            .query_one(
+                "SELECT pg_catalog.pg_stat_clear_snapshot()::text IS NULL,
+                        coalesce((SELECT n_dead_tup FROM pg_catalog.pg_stat_all_tables
+                                   WHERE relid = to_regclass($1)), 0)",
+                &[&rel],
+            )
+            .await
+            .map_err(DbError::query("reading dead tuples"))?
+            .get(1);
+        if dead > 0 {
+            return Ok(true);
+        }
+        if t.elapsed() >= STATS_WAIT {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The same new dead rows (2% of one month: more than the scheduled
+/// vacuum's threshold of 1,000 + 1% of live tuples) in both tables; the plain
+/// table's whole-table `VACUUM (ANALYZE)` against strata's scheduled vacuum
+/// (`Op::VacuumNeeded`: only partitions with dead tuples or an old
+/// relfrozenxid), which is what the weekly schedule runs.
+async fn scheduled_vacuum(
+    client: &Client,
+    built: &Built,
+    month: &[&(dyn ToSql + Sync); 2],
+    notes: &mut Vec<String>,
+) -> Result<Compared, BenchError> {
+    let plain = &built.layout(PLAIN_INDEXED).table;
+    let strata = &built.layout(STRATA).table;
+    let delete =
+        |t| format!("DELETE FROM {t} WHERE id % 50 = 17 AND created_at >= $1 AND created_at < $2");
+    timed(
+        client,
+        &delete(plain),
+        month,
+        "deleting in one month (plain)",
+    )
+    .await?;
+    timed(
+        client,
+        &delete(strata),
+        month,
+        "deleting in one month (strata)",
+    )
+    .await?;
+    // Counters reach the shared statistics when a session goes idle, at
+    // most once a second; ask for this session's to go now.
+    let _ = client
+        .batch_execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+        .await;
+    let part = period::render_name(
+        &built.spec.name_template,
+        strata.name.as_str(),
+        built.shape.query_month.0,
+    );
+    if !dead_tuples_visible(client, &strata.sibling(&part)?.to_string()).await? {
+        notes.push(format!(
+            "the statistics did not show the dead tuples of {part} within {} s: the scheduled vacuum \
+             may have skipped it",
+            STATS_WAIT.as_secs()
+        ));
+    }
+    checkpoint(client, notes).await;
+    let (vp, _) = timed(
+        client,
+        &format!("VACUUM (ANALYZE) {plain}"),
+        &[],
+        "vacuuming plain",
+    )
+    .await?;
+    checkpoint(client, notes).await;
+    let target = crate::maintenance::MaintenanceTarget {
+        spec: built.spec.clone(),
+        relation: strata.clone(),
+        is_parent: true,
+        leaves: built
+            .partitions
+            .iter()
+            .map(|n| strata.sibling(n))
+            .collect::<Result<_, _>>()?,
+    };
+    let t = Instant::now();
+    let out = crate::maintenance::Operation::VacuumNeeded
+        .run(client, &target, &mut |_| {})
+        .await?;
+    let vs = t.elapsed().as_secs_f64() * 1000.0;
+    // The scheduled vacuum leaves a lock_timeout on the session.
+    client
+        .batch_execute("RESET lock_timeout; RESET statement_timeout")
+        .await
+        .map_err(DbError::query("resetting the session"))?;
+    let done: Vec<String> = out
+        .relations
+        .iter()
+        .map(|r| {
+            r.relation
+                .rsplit('.')
+                .next()
+                .unwrap_or(&r.relation)
+                .to_string()
+        })
+        .collect();
+    Ok(compared(
+        "VACUUM (ANALYZE) whole table after 2% of one month deleted",
+        vp,
+        &format!(
+            "scheduled vacuum (Op::VacuumNeeded): vacuumed {} ({}), skipped {}",
+            done.len(),
+            if done.is_empty() {
+                "none".into()
+            } else {
+                done.join(", ")
+            },
+            out.unchanged.len()
+        ),
+        vs,
+    ))
 }

@@ -33,7 +33,7 @@ impl SeedClaim {
     }
 }
 
-enum Params {
+pub(super) enum Params {
     None,
     Month,
     Day,
@@ -148,9 +148,9 @@ pub struct QueryResult {
     pub ratios: Vec<Ratio>,
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
-fn params(p: &Params, s: &DataShape) -> (Vec<Param>, Vec<String>) {
+pub(super) fn params(p: &Params, s: &DataShape) -> (Vec<Param>, Vec<String>) {
     let ts = |t: DateTime<Utc>| (Box::new(t) as Param, t.to_rfc3339());
     let month = || vec![ts(s.query_month.0), ts(s.query_month.1)];
     let pairs: Vec<(Param, String)> = match p {
@@ -172,7 +172,7 @@ fn params(p: &Params, s: &DataShape) -> (Vec<Param>, Vec<String>) {
     pairs.into_iter().unzip()
 }
 
-async fn set_layout(client: &Client, l: &Layout) -> Result<(), BenchError> {
+pub(super) async fn set_layout(client: &Client, l: &Layout) -> Result<(), BenchError> {
     client
         .batch_execute(&format!("SET search_path = {}", l.schema()))
         .await
@@ -180,7 +180,7 @@ async fn set_layout(client: &Client, l: &Layout) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn client_run(
+pub(super) async fn client_run(
     client: &Client,
     sql: &str,
     p: &[&(dyn ToSql + Sync)],
@@ -193,7 +193,7 @@ async fn client_run(
     Ok((t.elapsed().as_secs_f64() * 1000.0, rows.len()))
 }
 
-async fn explain(
+pub(super) async fn explain(
     client: &Client,
     sql: &str,
     p: &[&(dyn ToSql + Sync)],
