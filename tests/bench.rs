@@ -123,6 +123,25 @@ async fn a_small_bench_reports_every_ratio_from_its_medians() {
     );
     assert_eq!(one_month["seed_claim"]["before_ms"], 2400.0);
 
+    // Rollup and read-path workloads: plain-indexed / strata from the
+    // client medians, and the same answer on both.
+    let paired = v["paired"].as_array().unwrap();
+    assert_eq!(paired.len(), 5, "{paired:?}");
+    for q in paired {
+        let key = q["key"].as_str().unwrap();
+        assert_ratio(
+            &q["ratio"],
+            &q["plain_client_ms"]["median"],
+            &q["strata_client_ms"]["median"],
+            key,
+        );
+        assert_eq!(q["same_answer"], true, "{key}");
+        assert!(q["rows"].as_u64().unwrap() > 0, "{key}");
+    }
+    let rollups = &v["rollups"];
+    assert!(num(&rollups["rollup_bytes"], "rollup bytes") > 0.0);
+    assert_eq!(rollups["refreshes"].as_array().unwrap().len(), 2);
+
     let i = &v["index_sizes"];
     assert_ratio(
         &i["size_ratio"],
