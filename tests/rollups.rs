@@ -22,7 +22,7 @@ start = "2025-01-01"
 [[table.rollups]]
 name = "hourly"
 bucket = "hour"
-dimensions = ["severity", "action"]
+dimensions = ["severity"]
 
 [[table.rollups]]
 name = "daily"
