@@ -103,6 +103,24 @@ async fn job(
     .await
 }
 
+/// A job of one required period (restore, attach, detach), checked like
+/// the others' optional one.
+async fn period_job(
+    state: AppState,
+    auth: Auth<Admin>,
+    req: RestoreRequest,
+    kind: &'static str,
+    make: impl FnOnce(String) -> ArchiveOp,
+) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
+    let period = req.period.clone();
+    let req = ArchiveRequest {
+        table_name: req.table_name,
+        dry_run: false,
+        period: Some(req.period),
+    };
+    job(state, auth, req, kind, |_| make(period)).await
+}
+
 /// Archive every period past archive_after (server clock) and, with
 /// retention_mode = "archive", drop what a verified manifest covers.
 #[utoipa::path(post, path = "/admin/database/archives/run", tag = "archives",
@@ -167,13 +185,7 @@ async fn restore(
     State(state): State<AppState>,
     AppJson(req): AppJson<RestoreRequest>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
-    let period = req.period.clone();
-    let req = ArchiveRequest {
-        table_name: req.table_name,
-        dry_run: false,
-        period: Some(req.period),
-    };
-    job(state, auth, req, "archive_restore", |_| {
+    period_job(state, auth, req, "archive_restore", |period| {
         ArchiveOp::Restore { period }
     })
     .await
@@ -198,15 +210,11 @@ async fn attach(
     State(state): State<AppState>,
     AppJson(req): AppJson<RestoreRequest>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
-    let period = req.period.clone();
-    let req = ArchiveRequest {
-        table_name: req.table_name,
-        dry_run: false,
-        period: Some(req.period),
-    };
-    job(state, auth, req, "archive_attach", |_| ArchiveOp::Attach {
-        period,
-        strata_path: None,
+    period_job(state, auth, req, "archive_attach", |period| {
+        ArchiveOp::Attach {
+            period,
+            strata_path: None,
+        }
     })
     .await
 }
@@ -228,14 +236,8 @@ async fn detach(
     State(state): State<AppState>,
     AppJson(req): AppJson<RestoreRequest>,
 ) -> ApiResult<(StatusCode, Json<JobAccepted>)> {
-    let period = req.period.clone();
-    let req = ArchiveRequest {
-        table_name: req.table_name,
-        dry_run: false,
-        period: Some(req.period),
-    };
-    job(state, auth, req, "archive_detach", |_| ArchiveOp::Detach {
-        period,
+    period_job(state, auth, req, "archive_detach", |period| {
+        ArchiveOp::Detach { period }
     })
     .await
 }

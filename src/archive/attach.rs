@@ -49,7 +49,7 @@ fn foreign_name(
 }
 
 /// `<table>_with_archive`, next to the table.
-pub fn view_name(spec: &TableSpec) -> Result<QualifiedName, ArchiveError> {
+fn view_name(spec: &TableSpec) -> Result<QualifiedName, ArchiveError> {
     spec.name
         .sibling(&format!("{}_with_archive", spec.name.name.as_str()))
         .map_err(|e| ArchiveError::Failed(e.to_string()))
@@ -98,14 +98,11 @@ pub async fn cat(
                 match c.kind {
                     Kind::Int64 => {
                         let v = a.as_primitive::<Int64Type>().value(row);
-                        line.extend_from_slice(v.to_string().as_bytes());
+                        write!(line, "{v}").map_err(io)?;
                     }
                     Kind::Timestamp => {
                         let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
-                        let t = chrono::DateTime::from_timestamp_micros(v).unwrap_or_default();
-                        line.extend_from_slice(
-                            t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string().as_bytes(),
-                        );
+                        write!(line, "{}", super::columns::PgTime(v)).map_err(io)?;
                     }
                     Kind::Json | Kind::Text => {
                         line.push(b'"');
@@ -192,10 +189,7 @@ pub async fn attach(
             .to_string(),
     };
     let cmd = program(&strata, &record.store_url, &dir, &label);
-    let already = attached(client, spec)
-        .await?
-        .into_iter()
-        .any(|(n, _)| n == foreign);
+    let already = attached(client, spec).await?.contains(&foreign);
     if !already {
         let columns: Vec<String> = m.schema.iter().map(column_def).collect::<Result<_, _>>()?;
         let col = &spec.time_column;
@@ -288,20 +282,13 @@ pub async fn detach(
     let start = super::restore::parse_period(spec, label)?;
     let label = super::run::label(spec.interval, start);
     let foreign = foreign_name(spec, start)?;
-    let present = attached(client, spec)
-        .await?
-        .into_iter()
-        .any(|(n, _)| n == foreign);
+    let mut tables = attached(client, spec).await?;
+    let present = tables.contains(&foreign);
     if present {
         // The view goes first (it depends on the foreign table), and comes
         // back without it.
-        let others: Vec<QualifiedName> = attached(client, spec)
-            .await?
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| *n != foreign)
-            .collect();
-        replace_view(client, config, spec, &others, Some(&foreign)).await?;
+        tables.retain(|n| *n != foreign);
+        replace_view(client, config, spec, &tables, Some(&foreign)).await?;
     }
     progress(&Progress::Line {
         message: if present {
@@ -319,14 +306,11 @@ pub async fn detach(
 }
 
 /// strata's foreign tables of `spec`, by their comment, oldest period first.
-pub async fn attached(
-    client: &Client,
-    spec: &TableSpec,
-) -> Result<Vec<(QualifiedName, String)>, ArchiveError> {
+async fn attached(client: &Client, spec: &TableSpec) -> Result<Vec<QualifiedName>, ArchiveError> {
     let prefix = format!("{MARK}{} ", spec.name);
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, d.description
+            "SELECT n.nspname::text, c.relname::text
                FROM pg_catalog.pg_class c
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
@@ -338,9 +322,7 @@ pub async fn attached(
         .map_err(DbError::query("listing attached archive periods"))?;
     rows.iter()
         .map(|r| {
-            let label = r.get::<_, String>(2)[prefix.len()..].to_string();
             QualifiedName::new(r.get::<_, &str>(0), r.get::<_, &str>(1))
-                .map(|n| (n, label))
                 .map_err(|e| ArchiveError::Failed(e.to_string()))
         })
         .collect()
@@ -370,11 +352,7 @@ async fn rebuild_view(
     config: &Config,
     spec: &TableSpec,
 ) -> Result<(), ArchiveError> {
-    let tables: Vec<QualifiedName> = attached(client, spec)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let tables = attached(client, spec).await?;
     replace_view(client, config, spec, &tables, None).await
 }
 

@@ -117,3 +117,25 @@ pub fn list(cols: &[Column]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A TIMESTAMP(MICROS, UTC) value as text PostgreSQL reads back exactly:
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00` (restore's COPY, `cat`'s CSV).
+pub struct PgTime(pub i64);
+
+impl std::fmt::Display for PgTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let t = chrono::DateTime::from_timestamp_micros(self.0).unwrap_or_default();
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_micros()
+        )
+    }
+}

@@ -27,7 +27,7 @@ mod status;
 mod store;
 mod verify;
 
-pub use attach::{attached, cat, view_name};
+pub use attach::cat;
 pub use columns::{Column, Kind};
 pub use rows::{visit_period, Source};
 

@@ -13,7 +13,7 @@ use arrow_array::{Array, RecordBatch};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::SinkExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
@@ -280,18 +280,7 @@ fn encode(batch: &RecordBatch, cols: &[Column]) -> BytesMut {
                 }
                 Kind::Timestamp => {
                     let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
-                    let t = DateTime::from_timestamp_micros(v).unwrap_or_default();
-                    let _ = write!(
-                        buf,
-                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
-                        t.year(),
-                        t.month(),
-                        t.day(),
-                        t.hour(),
-                        t.minute(),
-                        t.second(),
-                        t.timestamp_subsec_micros()
-                    );
+                    let _ = write!(buf, "{}", columns::PgTime(v));
                 }
                 Kind::Json | Kind::Text => {
                     for b in a.as_string::<i32>().value(row).bytes() {

@@ -22,7 +22,8 @@ pub struct Source {
     pub files: usize,
 }
 
-/// Calls `visit` with every record batch of the period's files, after
+/// Calls `visit` with every record batch of the period's files (its error
+/// ends the reading), after
 /// checking each file's SHA-256 against the manifest; `None` when the
 /// period was never archived. The store is the one the period was archived
 /// to (`strata.archives.store_url`), whatever `archive_to` says now.
@@ -30,7 +31,7 @@ pub async fn visit_period(
     client: &Client,
     spec: &TableSpec,
     period_start: DateTime<Utc>,
-    visit: &mut (dyn FnMut(&RecordBatch, &[Column]) + Send),
+    visit: &mut BatchVisitor<'_>,
 ) -> Result<Option<Source>, ArchiveError> {
     let records = catalog::records(client, spec).await?;
     let Some(r) = records.iter().find(|r| r.period_start == period_start) else {
@@ -42,11 +43,7 @@ pub async fn visit_period(
     let m = manifest::load(&store, &dir, &r.period)
         .await?
         .ok_or_else(|| ArchiveError::Mismatch(format!("{key} is missing from the store")))?;
-    visit_files(&store, &m, &mut |batch, cols| {
-        visit(batch, cols);
-        Ok(())
-    })
-    .await?;
+    visit_files(&store, &m, visit).await?;
     Ok(Some(Source {
         manifest_key: key,
         store_url: r.store_url.clone(),

@@ -32,16 +32,9 @@ pub async fn compute(
     period_start: DateTime<Utc>,
 ) -> Result<Option<FromArchive>, String> {
     let mut entries: Vec<Entry> = Vec::new();
-    let mut failure: Option<String> = None;
     let mut enc = Vec::with_capacity(512);
     let mut visit = |batch: &RecordBatch, cols: &[Column]| {
-        if failure.is_some() {
-            return;
-        }
-        match hash_batch(batch, cols, &mut enc, &mut entries) {
-            Ok(()) => {}
-            Err(e) => failure = Some(e),
-        }
+        hash_batch(batch, cols, &mut enc, &mut entries).map_err(archive::ArchiveError::Mismatch)
     };
     let source = archive::visit_period(client, spec, period_start, &mut visit)
         .await
@@ -49,9 +42,6 @@ pub async fn compute(
     let Some(source) = source else {
         return Ok(None);
     };
-    if let Some(e) = failure {
-        return Err(format!("its archived files cannot be checked: {e}"));
-    }
     entries.sort_unstable();
     let mut b = Builder::default();
     for e in &entries {

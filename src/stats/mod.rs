@@ -7,12 +7,12 @@ mod queries;
 mod tiers;
 
 pub use indexes::{indexes, Bloated, IndexStat, BLOAT_MIN_BYTES, BLOAT_RATIO};
-pub use partitions::{partitions, PartitionStat, PartitionStats};
+pub use partitions::{partitions, ArchivedPeriod, PartitionStat, PartitionStats};
 pub use queries::{
     choose_baseline, prune_snapshots, queries, snapshot, untrack_own_statements, QueryReport,
     QueryStat, Reading, Window,
 };
-pub use tiers::{tiers, TierMark};
+pub use tiers::{tier_of, tiers, TierMark};
 
 use serde::Serialize;
 use tokio_postgres::Client;

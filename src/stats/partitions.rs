@@ -135,21 +135,9 @@ pub async fn partitions(client: &mut Client, spec: &TableSpec) -> Result<Partiti
         .await
         .map_err(DbError::query("ending the transaction"))?;
     parts.sort_by(|a, b| (a.is_default, a.from, &a.name).cmp(&(b.is_default, b.from, &b.name)));
-    // Archived beats sealed: a month is usually sealed first, archived later.
     let marks = super::tiers(&*client, spec).await?;
     for p in parts.iter_mut() {
-        let at = |tier: &str| {
-            marks
-                .iter()
-                .any(|m| m.tier == tier && !m.dropped && Some(m.start) == p.from)
-        };
-        p.tier = if at("archived") {
-            "archived"
-        } else if at("sealed") {
-            "sealed"
-        } else {
-            "hot"
-        };
+        p.tier = super::tier_of(&marks, p.from);
     }
     let mut archived_dropped: Vec<ArchivedPeriod> = marks
         .iter()

@@ -52,3 +52,16 @@ pub async fn tiers(
         })
         .collect())
 }
+
+/// The tier of the period starting at `start`: archived over sealed over
+/// hot (a month is usually sealed first, archived later).
+pub fn tier_of(marks: &[TierMark], start: Option<DateTime<Utc>>) -> &'static str {
+    let mut tier = "hot";
+    for m in marks.iter().filter(|m| Some(m.start) == start) {
+        if m.tier == "archived" {
+            return "archived";
+        }
+        tier = m.tier;
+    }
+    tier
+}

@@ -25,25 +25,10 @@ pub async fn page(viewer: Viewer, State(state): State<AppState>) -> Response {
     layout::render(&viewer, Nav::Overview, "Overview", body)
 }
 
-pub use crate::stats::{tiers, TierMark};
-
-/// The tier of the period starting at `start`: archived over sealed over hot.
-fn tier_of(tiers: &[TierMark], start: Option<DateTime<Utc>>) -> &'static str {
-    let marks = tiers.iter().filter(|t| Some(t.start) == start);
-    let mut tier = "hot";
-    for m in marks {
-        if m.tier == "archived" {
-            return "archived";
-        }
-        tier = m.tier;
-    }
-    tier
-}
-
 /// The columns of a table's timeline, in time order, the default last.
 /// Periods whose partition was dropped after archiving keep a column
 /// (no bytes in PostgreSQL, their rows in the store).
-pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Vec<Column> {
+pub fn columns(p: &PartitionStats, now: DateTime<Utc>) -> Vec<Column> {
     type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
     let mut ranged: Vec<(Bounds, Column)> = p
         .partitions
@@ -61,20 +46,20 @@ pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Ve
                 bytes: s.total_bytes,
                 period,
                 gap_before: false,
-                tier: Some(tier_of(tiers, s.from).to_string()),
+                tier: Some(s.tier.to_string()),
             };
             ((s.from, s.to), col)
         })
         .collect();
-    for t in tiers.iter().filter(|t| t.dropped) {
-        if ranged.iter().any(|((from, _), _)| *from == Some(t.start)) {
+    for a in &p.archived_dropped {
+        if ranged.iter().any(|((from, _), _)| *from == Some(a.from)) {
             continue;
         }
         ranged.push((
-            (Some(t.start), Some(t.end)),
+            (Some(a.from), Some(a.to)),
             Column {
-                label: format!("{} (archived)", t.period),
-                rows: t.rows,
+                label: format!("{} (archived)", a.period),
+                rows: a.rows,
                 bytes: 0,
                 period: Period::Past,
                 gap_before: false,
@@ -103,14 +88,8 @@ pub fn columns(p: &PartitionStats, now: DateTime<Utc>, tiers: &[TierMark]) -> Ve
     out
 }
 
-fn table_section(
-    out: &mut Html,
-    p: &PartitionStats,
-    tiers: &[TierMark],
-    now: DateTime<Utc>,
-    admin: bool,
-) {
-    let cols = columns(p, now, tiers);
+fn table_section(out: &mut Html, p: &PartitionStats, now: DateTime<Utc>, admin: bool) {
+    let cols = columns(p, now);
     let in_tier = |t: &str| cols.iter().filter(|c| c.tier.as_deref() == Some(t)).count();
     let ahead = cols.iter().filter(|c| c.period == Period::Ahead).count();
     let gaps = cols.iter().filter(|c| c.gap_before).count();
@@ -292,9 +271,8 @@ async fn build(viewer: &Viewer, state: &AppState) -> Result<Html, WebError> {
         report.server_version,
         super::when(Some(now))
     );
-    for (t, spec) in report.tables.iter().zip(&state.config.tables) {
-        let tiers = tiers(&client, spec).await.map_err(WebError::internal)?;
-        table_section(&mut out, &t.partitions, &tiers, now, viewer.is_admin());
+    for t in &report.tables {
+        table_section(&mut out, &t.partitions, now, viewer.is_admin());
     }
     checks(&mut out, &health);
     // As JSON, so a reader's copy loses SQL literals the same way the API's does.
@@ -369,7 +347,7 @@ mod tests {
             Some(37),
         );
         let now = Utc.with_ymd_and_hms(2025, 2, 10, 0, 0, 0).unwrap();
-        let cols = columns(&stats, now, &[]);
+        let cols = columns(&stats, now);
         let names: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             names,
@@ -397,6 +375,7 @@ mod tests {
 
     #[test]
     fn tiers_mark_sealed_archived_and_dropped_periods() {
+        use crate::stats::TierMark;
         let at = |m: u32| Utc.with_ymd_and_hms(2025, m, 1, 0, 0, 0).unwrap();
         let stats = stats(
             vec![
@@ -421,8 +400,23 @@ mod tests {
             mark(3, "sealed", false),
             mark(3, "archived", false),
         ];
+        // What stats::partitions makes of those marks.
+        let mut stats = stats;
+        for p in stats.partitions.iter_mut() {
+            p.tier = crate::stats::tier_of(&tiers, p.from);
+        }
+        stats.archived_dropped = tiers
+            .iter()
+            .filter(|t| t.dropped)
+            .map(|t| crate::stats::ArchivedPeriod {
+                period: t.period.clone(),
+                from: t.start,
+                to: t.end,
+                rows: t.rows,
+            })
+            .collect();
         let now = Utc.with_ymd_and_hms(2025, 4, 10, 0, 0, 0).unwrap();
-        let cols = columns(&stats, now, &tiers);
+        let cols = columns(&stats, now);
         let seen: Vec<(&str, &str, i64)> = cols
             .iter()
             .map(|c| (c.label.as_str(), c.tier.as_deref().unwrap(), c.bytes))
