@@ -225,8 +225,9 @@ fn method_notes(opts: &Options) -> Vec<String> {
          count without the distinct users."
             .into(),
         "Read path: strata runs strata::api::user_walk::newest_for_user (what GET /audit-logs?user_id=N and \
-         strata events --user-id N call); its client time includes the catalog query and every \
-         per-partition query. plain-indexed runs the same columns and order (created_at DESC, id DESC) in \
+         strata events --user-id N call); its client time includes the partition list's check (or, on \
+         the first call, its reading) and every per-partition query; the list is kept between calls, as \
+         in a long-running strata serve. plain-indexed runs the same columns and order (created_at DESC, id DESC) in \
          one statement, sent like the read path's (parse, bind and execute in one round trip).".into(),
         "From the rollup installation on, strata's writes (the maintenance DELETEs, the loads) also fire the \
          rollups' statement triggers, which build transition tables: that cost is in strata's figures. The \

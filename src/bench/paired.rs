@@ -282,9 +282,10 @@ async fn run_one(
         strata_how: match q.strata {
             StrataSide::Sql(view) => strip(view),
             StrataSide::Walk(_) => format!(
-                "strata::api::user_walk::newest_for_user(table, user, no cursor, limit {PAGE}): one \
-                 catalog query, then one bounded query per non-empty partition, newest first, until \
-                 the page is full"
+                "strata::api::user_walk::newest_for_user(table, user, no cursor, limit {PAGE}): the \
+                 kept partition list's catalog check pipelined with the newest partition's query, then \
+                 one bounded query per further non-empty partition, newest first, until the page is \
+                 full"
             ),
         },
         params,

@@ -47,6 +47,12 @@ pub struct RelationResult {
     pub bytes_before: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_after: Option<i64>,
+    /// Why the scheduled vacuum chose this partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether the scheduled vacuum also analyzed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analyzed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -90,6 +96,8 @@ impl RelationResult {
             dead_tuples_after: None,
             bytes_before: None,
             bytes_after: None,
+            reason: None,
+            analyzed: None,
             error: None,
         }
     }
