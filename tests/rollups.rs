@@ -69,7 +69,26 @@ async fn refresh(client: &mut Client, config: &Config) -> Value {
 /// Rows by which the view and the base aggregate differ (0 = equal,
 /// duplicates included).
 async fn mismatches(client: &Client, v: &ViewDef) -> i64 {
-    let (view, bucket, dims, hll) = *v;
+    differ(client, v, &format!("public.{}", v.0), "true").await
+}
+
+/// The same for the rollup's range function over `[from, to)`, against the
+/// base aggregate of those buckets.
+async fn range_mismatches(client: &Client, v: &ViewDef, from: &str, to: &str) -> i64 {
+    let (view, bucket, ..) = *v;
+    differ(
+        client,
+        v,
+        &format!("strata.{view}_range('{from}', '{to}')"),
+        &format!(
+            "date_trunc('{bucket}', created_at, 'UTC') >= '{from}' AND date_trunc('{bucket}', created_at, 'UTC') < '{to}'"
+        ),
+    )
+    .await
+}
+
+async fn differ(client: &Client, v: &ViewDef, source: &str, base_filter: &str) -> i64 {
+    let (_, bucket, dims, hll) = *v;
     let dims_list: String = dims.iter().map(|d| format!(", {d}")).collect();
     let (vm, bm) = if hll {
         (
@@ -81,14 +100,22 @@ async fn mismatches(client: &Client, v: &ViewDef) -> i64 {
     };
     let groups: String = (2..=dims.len() + 1).map(|i| format!(", {i}")).collect();
     let sql = format!(
-        "WITH v AS (SELECT bucket{dims_list}, count{vm} FROM public.{view}),
+        "WITH v AS (SELECT bucket{dims_list}, count{vm} FROM {source}),
               b AS (SELECT date_trunc('{bucket}', created_at, 'UTC'){dims_list}, count(*){bm}
-                      FROM public.audit_logs GROUP BY 1{groups})
+                      FROM public.audit_logs WHERE {base_filter} GROUP BY 1{groups})
          SELECT (SELECT count(*) FROM (SELECT * FROM v EXCEPT ALL SELECT * FROM b) x)
               + (SELECT count(*) FROM (SELECT * FROM b EXCEPT ALL SELECT * FROM v) y)"
     );
     client.query_one(&sql, &[]).await.unwrap().get(0)
 }
+
+/// Ranges the range functions are checked over: everything, one month of
+/// late rows, and one ending in the future (live part included).
+const RANGES: &[(&str, &str)] = &[
+    ("-infinity", "infinity"),
+    ("2025-05-01 00:00+00", "2025-06-01 00:00+00"),
+    ("2025-06-15 00:00+00", "2099-01-01 00:00+00"),
+];
 
 async fn assert_exact(client: &Client, views: &[ViewDef], step: &str) {
     for v in views {
@@ -98,6 +125,14 @@ async fn assert_exact(client: &Client, views: &[ViewDef], step: &str) {
             "{}: {n} group(s) differ from the base table after {step}",
             v.0
         );
+        for (from, to) in RANGES {
+            let n = range_mismatches(client, v, from, to).await;
+            assert_eq!(
+                n, 0,
+                "{}_range({from}, {to}): {n} group(s) differ from the base table after {step}",
+                v.0
+            );
+        }
     }
 }
 

@@ -198,8 +198,12 @@ async fn install(
         let live =
             crate::db::QualifiedName::new("strata", &format!("{}_live", row.get::<_, String>(2)))
                 .map_err(DbError::from)?;
+        let range =
+            crate::db::QualifiedName::new("strata", &format!("{}_range", row.get::<_, String>(2)))
+                .map_err(DbError::from)?;
         tx.batch_execute(&format!(
-            "DROP VIEW IF EXISTS {view}; DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage}"
+            "DROP FUNCTION IF EXISTS {range}(timestamptz, timestamptz); DROP VIEW IF EXISTS {view};
+             DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage}"
         ))
         .await
         .map_err(q("dropping a rollup"))?;
@@ -215,6 +219,11 @@ async fn install(
     }
     for l in layouts {
         if out.unchanged.iter().any(|u| u == l.spec.name.as_str()) {
+            // Rollups installed before the range function existed get it.
+            let range = view::create_range(l).map_err(DbError::from)?;
+            tx.batch_execute(&range)
+                .await
+                .map_err(q("creating a rollup's range function"))?;
             continue;
         }
         create(&tx, l).await?;
@@ -247,8 +256,10 @@ async fn create(tx: &tokio_postgres::Transaction<'_>, l: &Layout) -> Result<(), 
         format!("bucket, {}", l.dims_bare())
     };
     let live = view::live_function(l).map_err(DbError::from)?;
+    let range = view::range_function(l).map_err(DbError::from)?;
     tx.batch_execute(&format!(
-        "DROP VIEW IF EXISTS {view}; DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage};
+        "DROP FUNCTION IF EXISTS {range}(timestamptz, timestamptz); DROP VIEW IF EXISTS {view};
+         DROP FUNCTION IF EXISTS {live}(); DROP TABLE IF EXISTS {storage};
          CREATE TABLE {storage} AS {agg} WITH NO DATA;
          CREATE UNIQUE INDEX ON {storage} ({key}) NULLS NOT DISTINCT;",
         view = l.view,
@@ -274,7 +285,8 @@ async fn create(tx: &tokio_postgres::Transaction<'_>, l: &Layout) -> Result<(), 
     .map_err(DbError::query(ctx.clone()))?;
     let live_sql = view::create_live(l).map_err(DbError::from)?;
     let view_sql = view::create(l).map_err(DbError::from)?;
-    tx.batch_execute(&format!("{live_sql}; {view_sql}"))
+    let range_sql = view::create_range(l).map_err(DbError::from)?;
+    tx.batch_execute(&format!("{live_sql}; {view_sql}; {range_sql}"))
         .await
         .map_err(DbError::query(ctx))?;
     Ok(())

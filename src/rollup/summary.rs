@@ -44,19 +44,28 @@ pub async fn severity_counts(
 ) -> Result<(Vec<SeverityCount>, Source), DbError> {
     let unit = UNITS.iter().find(|u| **u == unit).copied().unwrap_or("day");
     let view = pick(client, table, from, to, unit).await?;
-    let (relation, time, count, source) = match &view {
-        Some(v) => (
-            v.to_string(),
-            "bucket",
-            "sum(count)::bigint",
-            Source::Rollup(v.display_unquoted()),
+    let sql = match &view {
+        // The range function reads only the buckets asked for (the view
+        // would aggregate its whole live part first).
+        Some(Picked {
+            range: Some(f), ..
+        }) => format!(
+            "/* strata */ SELECT pg_catalog.date_trunc($1, bucket, 'UTC'), coalesce(severity::text, 'none'), sum(count)::bigint
+               FROM {f}($2, $3) GROUP BY 1, 2 ORDER BY 1, 2"
         ),
-        None => (table.to_string(), "created_at", "count(*)", Source::Base),
+        Some(Picked { view, .. }) => format!(
+            "/* strata */ SELECT pg_catalog.date_trunc($1, bucket, 'UTC'), coalesce(severity::text, 'none'), sum(count)::bigint
+               FROM {view} WHERE bucket >= $2 AND bucket < $3 GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        None => format!(
+            "/* strata */ SELECT pg_catalog.date_trunc($1, created_at, 'UTC'), coalesce(severity::text, 'none'), count(*)
+               FROM {table} WHERE created_at >= $2 AND created_at < $3 GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
     };
-    let sql = format!(
-        "/* strata */ SELECT pg_catalog.date_trunc($1, {time}, 'UTC'), coalesce(severity::text, 'none'), {count}
-           FROM {relation} WHERE {time} >= $2 AND {time} < $3 GROUP BY 1, 2 ORDER BY 1, 2"
-    );
+    let source = match &view {
+        Some(p) => Source::Rollup(p.view.display_unquoted()),
+        None => Source::Base,
+    };
     let rows = client
         .query(&sql, &[&unit, &from, &to])
         .await
@@ -72,13 +81,21 @@ pub async fn severity_counts(
     Ok((out, source))
 }
 
+/// The rollup that answers, and its range function when it has one (a
+/// rollup installed by an older strata has the view only until the next
+/// `config apply`).
+struct Picked {
+    view: QualifiedName,
+    range: Option<QualifiedName>,
+}
+
 async fn pick(
     client: &Client,
     table: &QualifiedName,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     unit: &str,
-) -> Result<Option<QualifiedName>, DbError> {
+) -> Result<Option<Picked>, DbError> {
     let present: bool = client
         .query_one("SELECT to_regclass('strata.rollups') IS NOT NULL", &[])
         .await
@@ -91,13 +108,16 @@ async fn pick(
         .query(
             "SELECT spec, view_name,
                     date_trunc('day', $3::timestamptz, 'UTC') = $3 AND date_trunc('day', $4::timestamptz, 'UTC') = $4,
-                    date_trunc('hour', $3::timestamptz, 'UTC') = $3 AND date_trunc('hour', $4::timestamptz, 'UTC') = $4
+                    date_trunc('hour', $3::timestamptz, 'UTC') = $3 AND date_trunc('hour', $4::timestamptz, 'UTC') = $4,
+                    storage_name,
+                    to_regprocedure('strata.' || quote_ident(storage_name || '_range')
+                                    || '(timestamptz, timestamptz)') IS NOT NULL
                FROM strata.rollups WHERE schema_name = $1 AND table_name = $2",
             &[&table.schema.as_str(), &table.name.as_str(), &from, &to],
         )
         .await
         .map_err(DbError::query("reading strata.rollups"))?;
-    let mut best: Option<(u8, QualifiedName)> = None;
+    let mut best: Option<(u8, Picked)> = None;
     for r in rows {
         let Ok(spec) = serde_json::from_value::<RollupSpec>(r.get::<_, Value>(0)) else {
             continue;
@@ -112,7 +132,16 @@ async fn pick(
             _ => continue,
         };
         if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-            best = Some((rank, table.sibling(&r.get::<_, String>(1))?));
+            let range = if r.get::<_, bool>(5) {
+                Some(QualifiedName::new(
+                    "strata",
+                    &format!("{}_range", r.get::<_, String>(4)),
+                )?)
+            } else {
+                None
+            };
+            let view = table.sibling(&r.get::<_, String>(1))?;
+            best = Some((rank, Picked { view, range }));
         }
     }
     Ok(best.map(|(_, v)| v))

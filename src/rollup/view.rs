@@ -91,6 +91,73 @@ END",
     ))
 }
 
+/// The range function: `strata.<storage>_range(from, to)`.
+pub fn range_function(l: &Layout) -> Result<crate::db::QualifiedName, crate::db::IdentError> {
+    crate::db::QualifiedName::new("strata", &format!("{}_range", l.storage.name.as_str()))
+}
+
+/// `CREATE OR REPLACE FUNCTION` text of the range function: the view's
+/// rows with `from <= bucket < to`, for readers that know their range (the
+/// summary, the report, dashboards).
+///
+/// The view cannot be told the range: its live part aggregates every row
+/// at or above the watermark and its pending-range CTEs are planned on
+/// each read, whatever the query's WHERE. Here, when no pending range
+/// touches the buckets asked for, the materialized buckets below the
+/// watermark are one index range scan of the storage table, and the live
+/// part is read only when the range reaches the watermark, only for its
+/// buckets. Otherwise it reads the view, so it is exact whenever the view
+/// is. STABLE: all of it sees the caller's one snapshot.
+pub fn create_range(l: &Layout) -> Result<String, crate::db::IdentError> {
+    let time = l.time();
+    let (schema, table, name) = (
+        literal(l.table.schema.as_str()),
+        literal(l.table.name.as_str()),
+        literal(l.spec.name.as_str()),
+    );
+    let tail_filter = format!(
+        "{time} >= greatest({lo_floor}, _strata_watermark) AND {time} < {hi_end}
+         AND {bucket} >= _strata_from AND {bucket} < _strata_to",
+        lo_floor = l.bucket_of("_strata_from"),
+        hi_end = l.bucket_end("_strata_to"),
+        bucket = l.bucket_of(&time),
+    );
+    let body = format!(
+        "DECLARE
+    _strata_watermark timestamptz;
+BEGIN
+    SELECT r.watermark INTO _strata_watermark FROM strata.rollups r
+     WHERE r.schema_name = {schema} AND r.table_name = {table} AND r.name = {name};
+    IF _strata_watermark IS NULL
+       OR EXISTS (SELECT 1 FROM strata.rollup_invalidations i
+                   WHERE i.schema_name = {schema} AND i.table_name = {table}
+                     AND {inv_lo} < _strata_to AND {inv_hi} > _strata_from) THEN
+        RETURN QUERY SELECT * FROM {view} v WHERE v.bucket >= _strata_from AND v.bucket < _strata_to;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM {storage} m
+                  WHERE m.bucket >= _strata_from AND m.bucket < least(_strata_to, _strata_watermark);
+    IF _strata_to > _strata_watermark THEN
+        RETURN QUERY {tail};
+    END IF;
+    RETURN;
+END",
+        inv_lo = l.bucket_of("i.lo"),
+        inv_hi = l.bucket_end("i.hi"),
+        view = l.view,
+        storage = l.storage,
+        tail = l.aggregate(&l.base(), &tail_filter),
+    );
+    Ok(format!(
+        "CREATE OR REPLACE FUNCTION {f}(_strata_from timestamptz, _strata_to timestamptz)
+         RETURNS SETOF {storage} LANGUAGE plpgsql STABLE ROWS 100
+         SET jit = off SET search_path = pg_catalog, pg_temp AS {body}",
+        f = range_function(l)?,
+        storage = l.storage,
+        body = crate::db::DollarQuoted::new(body),
+    ))
+}
+
 /// `CREATE VIEW` text of `layout`: materialized buckets below the
 /// watermark that no pending range covers, plus the live function's rows.
 /// The two are disjoint, so each bucket comes from exactly one.
