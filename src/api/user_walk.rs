@@ -166,10 +166,6 @@ fn upper_bound(expr: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Up to `limit` of `user_id`'s rows in `rel`, newest first, after `after`.
-///
-/// `query_typed`: an unnamed statement parsed, bound and run in one round
-/// trip (a prepared statement would cost a second one per partition), and
-/// planned with the values, so it is a custom plan of one partition.
 async fn page_of(
     client: &Client,
     rel: &QualifiedName,
@@ -177,24 +173,58 @@ async fn page_of(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<LogRow>, DbError> {
+    group_of(client, std::slice::from_ref(rel), user_id, after, limit).await
+}
+
+/// Up to `limit` of `user_id`'s rows in the partitions `rels` together,
+/// newest first, after `after`: one statement (each partition's own top
+/// rows, then the top of those), so a user with a few rows a month costs one
+/// round trip for several months instead of one each.
+///
+/// `query_typed`: an unnamed statement parsed, bound and run in one round
+/// trip (a prepared statement would cost a second one), and planned with
+/// the values, so each branch is a custom plan of one partition.
+async fn group_of(
+    client: &Client,
+    rels: &[QualifiedName],
+    user_id: i64,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<LogRow>, DbError> {
+    let filter = match after {
+        None => "user_id = $1",
+        Some(_) => "user_id = $1 AND (created_at, id) < ($3, $4)",
+    };
+    let branch = |rel: &QualifiedName| {
+        format!(
+            "SELECT {COLUMNS} FROM {rel} WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $2"
+        )
+    };
+    let sql = match rels {
+        [one] => format!("/* strata */ {}", branch(one)),
+        _ => format!(
+            "/* strata */ SELECT * FROM ({}) u ORDER BY created_at DESC, id DESC LIMIT $2",
+            rels.iter()
+                .map(|r| format!("({})", branch(r)))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        ),
+    };
     let rows = match after {
         None => {
             client
-                .query_typed(
-                    &format!("/* strata */ SELECT {COLUMNS} FROM {rel} WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"),
-                    &[(&user_id, Type::INT8), (&limit, Type::INT8)],
-                )
+                .query_typed(&sql, &[(&user_id, Type::INT8), (&limit, Type::INT8)])
                 .await
         }
         Some(c) => {
             client
                 .query_typed(
-                    &format!("/* strata */ SELECT {COLUMNS} FROM {rel} WHERE user_id = $1 AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"),
+                    &sql,
                     &[
                         (&user_id, Type::INT8),
+                        (&limit, Type::INT8),
                         (&c.created_at, Type::TIMESTAMPTZ),
                         (&c.id, Type::INT8),
-                        (&limit, Type::INT8),
                     ],
                 )
                 .await
@@ -218,6 +248,10 @@ async fn page_of(
         })
         .collect())
 }
+
+/// Most partitions read in one statement: each costs planning (its
+/// indexes opened, paths costed), a round trip saved is worth a few.
+const MAX_GROUP: usize = 8;
 
 /// The first partition the walk reads: where a cached listing's first page
 /// is fetched together with its check.
@@ -288,8 +322,11 @@ fn gone(e: &DbError) -> bool {
 type Page = (Vec<LogRow>, Option<Cursor>);
 
 /// The walk over `parts`, with the page of partition `first.0` already read
-/// when `first` is given. `guard`: `None` when a partition returns a row
-/// outside the bounds listed for it (its name now belongs to another one).
+/// when `first` is given. After the first range partition, the next ones
+/// are read in groups sized from the rows found so far (to fill the page in
+/// one more statement). `guard`: `None` when a read returns a row outside
+/// the bounds listed for what it read (a name now belongs to another
+/// partition).
 async fn walk(
     client: &Client,
     parts: &[Part],
@@ -300,43 +337,71 @@ async fn walk(
     guard: bool,
 ) -> Result<Option<Page>, DbError> {
     let want = limit + 1;
+    // Wholly newer than the cursor: nothing after it there.
+    let skipped =
+        |p: &Part| matches!((p.lower, after), (Some(Some(lo)), Some(c)) if lo > c.created_at);
     let mut rows: Vec<LogRow> = Vec::new();
     let mut ranged = 0i64;
-    for (i, part) in parts.iter().enumerate() {
+    let mut group = 1usize;
+    let mut i = 0;
+    while i < parts.len() {
+        let part = &parts[i];
+        if part.lower.is_some() && (ranged >= want || skipped(part)) {
+            // Past a full page every row of this and older partitions is
+            // older than the ones held.
+            i += 1;
+            continue;
+        }
+        // This partition, and for a range one the next range partitions
+        // up to the group size.
+        let mut members = vec![i];
+        let mut j = i + 1;
+        if part.lower.is_some() {
+            while j < parts.len() && members.len() < group && parts[j].lower.is_some() {
+                if !skipped(&parts[j]) {
+                    members.push(j);
+                }
+                j += 1;
+            }
+        }
+        let ask = if part.lower.is_some() {
+            want - ranged
+        } else {
+            want
+        };
         // The prefetched page was read with `want`, which is also what the
         // walk's first read asks for.
         let held = match &first {
-            Some((at, _)) if *at == i => first.take().map(|(_, r)| r),
+            Some((at, _)) if members == [*at] => first.take().map(|(_, r)| r),
             _ => None,
-        };
-        let ask = match part.lower {
-            Some(lo) => {
-                if ranged >= want {
-                    // Every row of this and older partitions is older than
-                    // the ones held.
-                    continue;
-                }
-                // Wholly newer than the cursor: nothing after it here.
-                if let (Some(lo), Some(c)) = (lo, after) {
-                    if lo > c.created_at {
-                        continue;
-                    }
-                }
-                want - ranged
-            }
-            None => want,
         };
         let got = match held {
             Some(r) => r,
-            None => page_of(client, &part.name, user_id, after, ask).await?,
+            None => {
+                let rels: Vec<QualifiedName> =
+                    members.iter().map(|&m| parts[m].name.clone()).collect();
+                group_of(client, &rels, user_id, after, ask).await?
+            }
         };
-        if guard && !got.iter().all(|r| part.holds(r.created_at)) {
+        if guard
+            && !got
+                .iter()
+                .all(|r| members.iter().any(|&m| parts[m].holds(r.created_at)))
+        {
             return Ok(None);
         }
         if part.lower.is_some() {
             ranged += got.len() as i64;
+            let per = got.len() as f64 / members.len() as f64;
+            let need = (want - ranged).max(0) as f64;
+            group = if per > 0.0 {
+                ((need / per).ceil() as usize + 1).clamp(1, MAX_GROUP)
+            } else {
+                (members.len() * 2).min(MAX_GROUP)
+            };
         }
         rows.extend(got);
+        i = j;
     }
     rows.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
     let more = rows.len() as i64 > limit;
@@ -364,7 +429,10 @@ mod tests {
                 .to_rfc3339(),
             "2025-12-01T00:00:00+00:00"
         );
-        assert_eq!(upper_bound("FOR VALUES FROM ('2025-11-01 00:00:00+00') TO (MAXVALUE)"), None);
+        assert_eq!(
+            upper_bound("FOR VALUES FROM ('2025-11-01 00:00:00+00') TO (MAXVALUE)"),
+            None
+        );
         assert_eq!(upper_bound("DEFAULT"), None);
     }
 
