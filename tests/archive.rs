@@ -620,11 +620,56 @@ async fn s3_through_moto_archives_searches_and_restores() {
         .collect();
     assert_eq!(found.len() as i64, expected);
     assert!(found.iter().all(|r| r["user_id"] == user));
+    // Files are decoded side by side but written in period order, each file
+    // in its (created_at, id) order: the whole output is in that order.
+    let key = |r: &Value| {
+        (
+            r["created_at"].as_str().unwrap().to_string(),
+            r["id"].as_i64().unwrap(),
+        )
+    };
+    assert!(
+        found.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "rows out of order across the months"
+    );
     let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
     assert!(
         summary["summary"]["row_groups"].as_u64().unwrap() >= 6,
         "{summary}"
     );
+    // A limit that ends inside the second month: exactly the first rows.
+    let first_month = found
+        .iter()
+        .take_while(|r| {
+            r["created_at"].as_str().unwrap()[..7] == found[0]["created_at"].as_str().unwrap()[..7]
+        })
+        .count();
+    assert!(first_month < found.len(), "the user spans several months");
+    let limit = first_month + 1;
+    let mut cmd = strata_cmd(&db);
+    cmd.args([
+        "--config",
+        &cfg,
+        "--json",
+        "archive",
+        "search",
+        "--user-id",
+        &user.to_string(),
+        "--limit",
+        &limit.to_string(),
+    ]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limited: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(limited, found[..limit].to_vec());
+    let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["truncated"], true, "{summary}");
     // One action of that user, only in April: the other months' row groups
     // are never read.
     let (action, in_april): (String, i64) = {
