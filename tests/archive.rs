@@ -58,6 +58,25 @@ fn run_ok(db: &TestDb, cfg: &str, env: &[(&str, String)], args: &[&str]) -> Valu
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
+/// `strata --json archive search ARGS`: the NDJSON rows (stdout) and the
+/// summary (the last stderr line).
+fn search_ok(db: &TestDb, cfg: &str, env: &[(&str, String)], args: &[&str]) -> (Vec<Value>, Value) {
+    let mut cmd = strata_cmd(db);
+    cmd.args(["--config", cfg, "--json", "archive", "search"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "search {args:?}: {}", stderr(&out));
+    let rows = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+    (rows, summary)
+}
+
 fn run_raw(db: &TestDb, cfg: &str, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
     let mut cmd = strata_cmd(db);
     cmd.args(["--config", cfg]).args(args);
@@ -597,27 +616,8 @@ async fn s3_through_moto_archives_searches_and_restores() {
     assert!(keys.iter().all(|k| !k.contains("_strata_tmp")), "{keys:?}");
 
     // Search answers from the files: every row of the user, pruned.
-    let mut cmd = strata_cmd(&db);
-    cmd.args([
-        "--config",
-        &cfg,
-        "--json",
-        "archive",
-        "search",
-        "--user-id",
-        &user.to_string(),
-        "--limit",
-        "100000",
-    ]);
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let found: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let uid = user.to_string();
+    let (found, summary) = search_ok(&db, &cfg, &env, &["--user-id", &uid, "--limit", "100000"]);
     assert_eq!(found.len() as i64, expected);
     assert!(found.iter().all(|r| r["user_id"] == user));
     // Files are decoded side by side but written in period order, each file
@@ -632,7 +632,6 @@ async fn s3_through_moto_archives_searches_and_restores() {
         found.windows(2).all(|w| key(&w[0]) < key(&w[1])),
         "rows out of order across the months"
     );
-    let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
     assert!(
         summary["summary"]["row_groups"].as_u64().unwrap() >= 6,
         "{summary}"
@@ -646,29 +645,13 @@ async fn s3_through_moto_archives_searches_and_restores() {
         .count();
     assert!(first_month < found.len(), "the user spans several months");
     let limit = first_month + 1;
-    let mut cmd = strata_cmd(&db);
-    cmd.args([
-        "--config",
+    let (limited, summary) = search_ok(
+        &db,
         &cfg,
-        "--json",
-        "archive",
-        "search",
-        "--user-id",
-        &user.to_string(),
-        "--limit",
-        &limit.to_string(),
-    ]);
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let limited: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        &env,
+        &["--user-id", &uid, "--limit", &limit.to_string()],
+    );
     assert_eq!(limited, found[..limit].to_vec());
-    let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["truncated"], true, "{summary}");
     // One action of that user, only in April: the other months' row groups
     // are never read.
@@ -687,25 +670,13 @@ async fn s3_through_moto_archives_searches_and_restores() {
     // The user is in the row groups (statistics and user_id bloom filter
     // let them through); an action nobody did is refused by the action
     // bloom filters alone.
-    let mut cmd = strata_cmd(&db);
-    cmd.args([
-        "--config",
+    let (rows, summary) = search_ok(
+        &db,
         &cfg,
-        "--json",
-        "archive",
-        "search",
-        "--user-id",
-        &user.to_string(),
-        "--action",
-        "no-such-action",
-    ]);
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "");
-    let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+        &env,
+        &["--user-id", &uid, "--action", "no-such-action"],
+    );
+    assert!(rows.is_empty());
     assert!(
         summary["summary"]["row_groups_skipped_by_bloom_filter"]
             .as_u64()
@@ -713,32 +684,24 @@ async fn s3_through_moto_archives_searches_and_restores() {
             >= 1,
         "{summary}"
     );
-    let mut cmd = strata_cmd(&db);
-    cmd.args([
-        "--config",
+    let (rows, summary) = search_ok(
+        &db,
         &cfg,
-        "--json",
-        "archive",
-        "search",
-        "--user-id",
-        &user.to_string(),
-        "--action",
-        &action,
-        "--from",
-        "2025-04-01",
-        "--to",
-        "2025-05-01",
-    ]);
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let summary: Value = serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+        &env,
+        &[
+            "--user-id",
+            &uid,
+            "--action",
+            &action,
+            "--from",
+            "2025-04-01",
+            "--to",
+            "2025-05-01",
+        ],
+    );
     assert_eq!(summary["summary"]["periods_searched"], 1, "{summary}");
-    assert_eq!(stdout(&out).lines().count() as i64, in_april);
-    for line in stdout(&out).lines() {
-        let r: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(rows.len() as i64, in_april);
+    for r in &rows {
         assert_eq!(r["action"], action.as_str());
         assert!(r["created_at"].as_str().unwrap().starts_with("2025-04"));
     }

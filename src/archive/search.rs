@@ -7,6 +7,7 @@
 //! saves decoding, not transfer. Files are decoded a few at a time, one
 //! thread each: a user found in every row group costs a full decode.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
@@ -73,28 +74,40 @@ pub async fn search(
     let dir = table_dir(spec);
     let mut s = SearchSummary::default();
     let records = catalog::records(client, spec).await?;
-    // The candidate files, oldest period first (the catalog's order), each
-    // with its period's schema.
-    let mut files: Vec<(usize, String, std::sync::Arc<Vec<Column>>)> = Vec::new();
-    for (period, r) in records.iter().enumerate().filter(|(_, r)| {
+    let mut periods = records.iter().enumerate().filter(|(_, r)| {
         q.from.is_none_or(|f| r.period_end > f) && q.to.is_none_or(|t| r.period_start < t)
-    }) {
-        let Some(m) = manifest::load(&store, &dir, &r.period).await? else {
-            continue;
-        };
-        let schema = std::sync::Arc::new(m.schema);
-        files.extend(m.files.into_iter().map(|f| (period, f.key, schema.clone())));
-    }
-    // A few files at a time, decoded side by side; their rows are emitted
-    // in file order, so the output is the same as one file after another.
+    });
+    // Files waiting to be searched, oldest period first (the catalog's
+    // order), each with its period's schema; manifests are read only as far
+    // as the next few files need, so a search that fills its limit early
+    // opens no more than it did one file at a time.
+    let mut pending: Vec<(usize, String, Arc<Vec<Column>>)> = Vec::new();
+    let workers = workers();
     let mut last_period = None;
-    for chunk in files.chunks(workers()) {
+    loop {
+        while s.rows < q.limit && pending.len() < workers {
+            let Some((period, r)) = periods.next() else {
+                break;
+            };
+            let Some(m) = manifest::load(&store, &dir, &r.period).await? else {
+                continue;
+            };
+            let schema = Arc::new(m.schema);
+            pending.extend(m.files.into_iter().map(|f| (period, f.key, schema.clone())));
+        }
         if s.rows >= q.limit {
-            s.truncated = true;
+            // Full, with files or periods left unread.
+            s.truncated |= !pending.is_empty() || periods.next().is_some();
             break;
         }
+        if pending.is_empty() {
+            break;
+        }
+        // A few files decoded side by side; their rows are emitted in file
+        // order, so the output is the same as one file after another.
+        let chunk: Vec<_> = pending.drain(..workers.min(pending.len())).collect();
         let mut fetched = Vec::with_capacity(chunk.len());
-        for (period, key, schema) in chunk {
+        for (period, key, schema) in &chunk {
             if last_period != Some(*period) {
                 last_period = Some(*period);
                 s.periods_searched += 1;
